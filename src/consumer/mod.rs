@@ -1,0 +1,94 @@
+//! The built-in consumers: one per topic, all in the service's group, running in parallel.
+//!
+//! Delivery guarantee: at least once. A record's offset is stored only after it was processed
+//! (or found unreadable and skipped), and only stored offsets are committed: periodically by
+//! librdkafka, on partition revocation, and once more at shutdown. A crash can therefore
+//! repeat records processed since the last commit, but never skip one.
+
+mod processor;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use processor::{ProcessError, ProcessedEvent, Processor};
+
+use crate::config::KafkaConfig;
+use crate::kafka::client;
+
+/// How long the final commit at shutdown may take.
+const FINAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Starts one consumer per topic; each runs until `stop` is cancelled, then commits what it
+/// processed.
+pub fn spawn(
+    kafka: &KafkaConfig,
+    topics: &[String],
+    processor: Processor,
+    stop: CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    topics
+        .iter()
+        .map(|topic| {
+            let consumer: StreamConsumer = client::consumer(kafka).create().context(
+                "librdkafka rejected the consumer configuration (check the RDKAFKA_* variables)",
+            )?;
+            consumer
+                .subscribe(&[topic])
+                .with_context(|| format!("could not subscribe to {topic}"))?;
+            tracing::info!("[CONSUMER] Started consumer for topic {topic}");
+            Ok(tokio::spawn(consume(
+                consumer,
+                processor.clone(),
+                stop.clone(),
+            )))
+        })
+        .collect()
+}
+
+async fn consume(consumer: StreamConsumer, processor: Processor, stop: CancellationToken) {
+    loop {
+        let record = tokio::select! {
+            _ = stop.cancelled() => break,
+            record = consumer.recv() => record,
+        };
+        match record {
+            Ok(record) => {
+                if let Err(error) = processor.process(&record) {
+                    tracing::warn!(
+                        "[CONSUMER] Skipping record at {}/{}/{}: {error}",
+                        record.topic(),
+                        record.partition(),
+                        record.offset()
+                    );
+                }
+                if let Err(error) = consumer.store_offset_from_message(&record) {
+                    tracing::warn!("[CONSUMER] Could not store offset: {error}");
+                }
+            }
+            // Errors here (a broker going away, a rebalance in progress) are reported by
+            // librdkafka, which keeps retrying on its own.
+            Err(error) => tracing::warn!("[CONSUMER] Error: {error}"),
+        }
+    }
+    // Committing and closing block the thread, and may wait on the broker.
+    let closing = tokio::task::spawn_blocking(move || {
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => {}
+            Err(e)
+                if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) => {}
+            Err(e) => tracing::warn!("[CONSUMER] Final commit failed: {e}"),
+        }
+        drop(consumer);
+    });
+    if tokio::time::timeout(FINAL_COMMIT_TIMEOUT, closing)
+        .await
+        .is_err()
+    {
+        tracing::warn!("[CONSUMER] Final commit did not finish within {FINAL_COMMIT_TIMEOUT:?}");
+    }
+}

@@ -1,0 +1,212 @@
+//! The envelope every published event travels in.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::fields::{EntityId, Timestamp};
+use super::{MovieEvent, PaymentEvent, UserEvent};
+
+/// The kind of an event; each kind has a topic of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    Movie,
+    User,
+    Payment,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 3] = [EventType::Movie, EventType::User, EventType::Payment];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Movie => "movie",
+            EventType::User => "user",
+            EventType::Payment => "payment",
+        }
+    }
+
+    /// The topic's name without any deployment prefix, as in the seed: `movie-events`, ...
+    pub fn topic_suffix(self) -> &'static str {
+        match self {
+            EventType::Movie => "movie-events",
+            EventType::User => "user-events",
+            EventType::Payment => "payment-events",
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The validated body of an event, by kind.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum EventPayload {
+    Movie(MovieEvent),
+    User(UserEvent),
+    Payment(PaymentEvent),
+}
+
+impl EventPayload {
+    pub fn event_type(&self) -> EventType {
+        match self {
+            EventPayload::Movie(_) => EventType::Movie,
+            EventPayload::User(_) => EventType::User,
+            EventPayload::Payment(_) => EventType::Payment,
+        }
+    }
+
+    /// The entity the event is about; its events keep their order in Kafka.
+    pub fn entity_id(&self) -> EntityId {
+        match self {
+            EventPayload::Movie(e) => e.movie_id,
+            EventPayload::User(e) => e.user_id,
+            EventPayload::Payment(e) => e.payment_id,
+        }
+    }
+
+    /// The movie or user action, or the payment status.
+    pub fn action(&self) -> &'static str {
+        match self {
+            EventPayload::Movie(e) => e.action.as_str(),
+            EventPayload::User(e) => e.action.as_str(),
+            EventPayload::Payment(e) => e.status.as_str(),
+        }
+    }
+}
+
+/// The seed's wording of an event in the `[PRODUCER]` log line, e.g. `Action: viewed, MovieID: 1`.
+impl fmt::Display for EventPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventPayload::Movie(e) => {
+                write!(f, "Action: {}, MovieID: {}", e.action.as_str(), e.movie_id)
+            }
+            EventPayload::User(e) => {
+                write!(f, "Action: {}, UserID: {}", e.action.as_str(), e.user_id)
+            }
+            EventPayload::Payment(e) => write!(
+                f,
+                "Status: {}, PaymentID: {}, Amount: {:.2}",
+                e.status.as_str(),
+                e.payment_id,
+                e.amount.get()
+            ),
+        }
+    }
+}
+
+impl From<MovieEvent> for EventPayload {
+    fn from(event: MovieEvent) -> Self {
+        EventPayload::Movie(event)
+    }
+}
+
+impl From<UserEvent> for EventPayload {
+    fn from(event: UserEvent) -> Self {
+        EventPayload::User(event)
+    }
+}
+
+impl From<PaymentEvent> for EventPayload {
+    fn from(event: PaymentEvent) -> Self {
+        EventPayload::Payment(event)
+    }
+}
+
+/// An event as published to Kafka and returned to the client.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Event {
+    /// A fresh UUID (v4) per event.
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// When the service received the event (RFC 3339, UTC).
+    pub timestamp: Timestamp,
+    pub payload: EventPayload,
+}
+
+impl Event {
+    /// Wraps a validated payload received at `received_at` under a new id.
+    pub fn new(payload: EventPayload, received_at: Timestamp) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            event_type: payload.event_type(),
+            timestamp: received_at,
+            payload,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn movie() -> EventPayload {
+        let body = json!({"movie_id": 1, "title": "The Matrix", "action": "viewed"});
+        MovieEvent::try_from(body.as_object().unwrap())
+            .unwrap()
+            .into()
+    }
+
+    fn payment(amount: f64) -> EventPayload {
+        let body =
+            json!({"payment_id": 456, "user_id": 123, "amount": amount, "status": "completed"});
+        PaymentEvent::parse(body.as_object().unwrap(), Timestamp::now())
+            .unwrap()
+            .into()
+    }
+
+    #[test]
+    fn the_envelope_has_id_type_timestamp_and_payload() {
+        let received = chrono::DateTime::parse_from_rfc3339("2025-01-01T10:00:00.5Z")
+            .unwrap()
+            .to_utc();
+        let event = Event::new(movie(), received.into());
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["id"], json!(event.id.to_string()));
+        assert_eq!(json["type"], "movie");
+        assert_eq!(json["timestamp"], "2025-01-01T10:00:00.500Z");
+        assert_eq!(
+            json["payload"],
+            json!({"movie_id": 1, "title": "The Matrix", "action": "viewed"})
+        );
+        assert_eq!(json.as_object().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn each_event_gets_its_own_id() {
+        assert_ne!(
+            Event::new(movie(), Timestamp::now()).id,
+            Event::new(movie(), Timestamp::now()).id
+        );
+    }
+
+    #[test]
+    fn log_summaries_use_the_seed_wording() {
+        assert_eq!(movie().to_string(), "Action: viewed, MovieID: 1");
+        assert_eq!(
+            payment(99.999).to_string(),
+            "Status: completed, PaymentID: 456, Amount: 100.00"
+        );
+        let user = json!({"user_id": 123, "action": "registered"});
+        let user: EventPayload = UserEvent::parse(user.as_object().unwrap(), Timestamp::now())
+            .unwrap()
+            .into();
+        assert_eq!(user.to_string(), "Action: registered, UserID: 123");
+    }
+
+    #[test]
+    fn the_entity_id_is_the_key_of_each_kind() {
+        assert_eq!(movie().entity_id().get(), 1);
+        assert_eq!(payment(1.0).entity_id().get(), 456);
+    }
+}

@@ -1,0 +1,82 @@
+//! The HTTP edge: routes, the JSON extractor, the error type and the OpenAPI document.
+
+mod error;
+mod events;
+mod extract;
+mod health;
+mod openapi;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, Extension};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{BoxError, Router};
+use tokio::sync::watch;
+use tower::ServiceBuilder;
+
+pub use error::{ApiError, ErrorBody};
+pub use events::PublishResponse;
+pub use openapi::ApiDoc;
+
+use crate::kafka::topics::Topics;
+use crate::kafka::{EventPublisher, KafkaStatus};
+use extract::BodyLimit;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub publisher: Arc<dyn EventPublisher>,
+    pub topics: Arc<Topics>,
+    pub kafka_status: watch::Receiver<KafkaStatus>,
+}
+
+/// The limits the router enforces on every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+/// The service's routes over `state`.
+pub fn router(state: AppState, limits: Limits) -> Router {
+    let openapi: Arc<str> = openapi::document().into();
+    let request_timeout_ms = limits.request_timeout.as_millis();
+    Router::new()
+        .route("/api/events/health", get(health::health))
+        .route("/api/events/health/live", get(health::live))
+        .route(
+            "/api/events/openapi.json",
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    openapi.to_string(),
+                )
+            }),
+        )
+        .route("/api/events/movie", post(events::create_movie_event))
+        .route("/api/events/user", post(events::create_user_event))
+        .route("/api/events/payment", post(events::create_payment_event))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(
+            ServiceBuilder::new()
+                // A request that outlives the timeout (a slow client, say) gets a JSON 408.
+                .layer(HandleErrorLayer::new(move |error: BoxError| async move {
+                    if error.is::<tower::timeout::error::Elapsed>() {
+                        ApiError::RequestTimeout(request_timeout_ms)
+                    } else {
+                        tracing::error!("unhandled error in the HTTP stack: {error}");
+                        ApiError::Internal
+                    }
+                    .into_response()
+                }))
+                .timeout(limits.request_timeout),
+        )
+        .layer(DefaultBodyLimit::max(limits.body_bytes))
+        .layer(Extension(BodyLimit(limits.body_bytes)))
+        .with_state(state)
+}

@@ -1,0 +1,52 @@
+//! librdkafka client configurations, built in one place so that every client sees the same
+//! brokers and pass-through options, and so that the producer's guarantees are explicit.
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaConfig;
+
+fn with_options(mut config: ClientConfig, options: &BTreeMap<String, String>) -> ClientConfig {
+    for (name, value) in options {
+        config.set(name, value);
+    }
+    config
+}
+
+/// The settings every client shares: brokers, then the `RDKAFKA_*` pass-through options.
+pub fn common(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &kafka.brokers);
+    with_options(config, &kafka.client_options)
+}
+
+/// The producer: acknowledged by all in-sync replicas, idempotent (no duplicates or reordering
+/// on retry), bounded in time, and batching only briefly so that a single request is fast.
+/// `RDKAFKA_PRODUCER_*` options come last and may override these.
+pub fn producer(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = common(kafka);
+    config
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set(
+            "message.timeout.ms",
+            kafka.delivery_timeout.as_millis().to_string(),
+        )
+        .set("linger.ms", kafka.linger_ms.to_string())
+        .set("socket.nagle.disable", "true");
+    with_options(config, &kafka.producer_options)
+}
+
+/// A consumer in the service's group, at least once: offsets are stored by hand after an event
+/// is processed, and only stored offsets are committed (automatically, and at shutdown).
+pub fn consumer(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = common(kafka);
+    config
+        .set("group.id", &kafka.group_id)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", &kafka.auto_offset_reset)
+        .set("enable.partition.eof", "false");
+    with_options(config, &kafka.consumer_options)
+}

@@ -1,0 +1,111 @@
+//! Kafka reachability, checked in the background so that the health route answers at once from
+//! the latest result and never waits on a broker.
+
+use std::time::Duration;
+
+use rdkafka::producer::FutureProducer;
+use rdkafka::producer::Producer;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
+
+use crate::domain::Timestamp;
+
+/// What the last check found.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct KafkaStatus {
+    /// Whether a metadata request succeeded.
+    pub reachable: bool,
+    /// How many brokers the cluster reported.
+    pub brokers: usize,
+    /// The service's topics that the cluster does not have (yet).
+    pub missing_topics: Vec<String>,
+    /// Why the last check failed, if it did.
+    pub last_error: Option<String>,
+    /// When the last check finished; absent before the first.
+    pub checked_at: Option<Timestamp>,
+}
+
+impl KafkaStatus {
+    /// The state before any check: not known to be reachable.
+    pub fn unknown(topics: &[String]) -> Self {
+        Self {
+            reachable: false,
+            brokers: 0,
+            missing_topics: topics.to_vec(),
+            last_error: Some("not checked yet".to_owned()),
+            checked_at: None,
+        }
+    }
+
+    /// Events can be published: the cluster answers and has all the topics.
+    pub fn is_healthy(&self) -> bool {
+        self.reachable && self.missing_topics.is_empty()
+    }
+}
+
+/// Checks the cluster every `interval` until `stop` is cancelled, publishing each result.
+pub async fn run_checks(
+    producer: FutureProducer,
+    topics: Vec<String>,
+    interval: Duration,
+    status: watch::Sender<KafkaStatus>,
+    stop: CancellationToken,
+) {
+    // A check may take as long as the interval, and never less than a round trip needs.
+    let timeout = interval.max(Duration::from_millis(500));
+    loop {
+        let producer = producer.clone();
+        let wanted = topics.clone();
+        let check = tokio::task::spawn_blocking(move || check(&producer, &wanted, timeout));
+        let next = match check.await {
+            Ok(next) => next,
+            Err(join_error) => failed(&topics, format!("the health check panicked: {join_error}")),
+        };
+        if next.reachable != status.borrow().reachable {
+            if next.reachable {
+                tracing::info!("Kafka is reachable ({} brokers)", next.brokers);
+            } else {
+                tracing::warn!(
+                    "Kafka is unreachable: {}",
+                    next.last_error.as_deref().unwrap_or("")
+                );
+            }
+        }
+        status.send_replace(next);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+fn check(producer: &FutureProducer, topics: &[String], timeout: Duration) -> KafkaStatus {
+    match producer.client().fetch_metadata(None, timeout) {
+        Ok(metadata) => {
+            let present = |name: &String| {
+                metadata
+                    .topics()
+                    .iter()
+                    .any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
+            };
+            KafkaStatus {
+                reachable: true,
+                brokers: metadata.brokers().len(),
+                missing_topics: topics.iter().filter(|t| !present(t)).cloned().collect(),
+                last_error: None,
+                checked_at: Some(Timestamp::now()),
+            }
+        }
+        Err(error) => failed(topics, error.to_string()),
+    }
+}
+
+fn failed(topics: &[String], error: String) -> KafkaStatus {
+    KafkaStatus {
+        last_error: Some(error),
+        checked_at: Some(Timestamp::now()),
+        ..KafkaStatus::unknown(topics)
+    }
+}

@@ -1,0 +1,184 @@
+//! Builds the application from its configuration and runs it until told to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout_at};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::consumer::{self, ProcessedEvent, Processor};
+use crate::http::{self, AppState, Limits};
+use crate::kafka::topics::{Topics, ensure_topics};
+use crate::kafka::{KafkaPublisher, KafkaStatus, health};
+
+/// How many processed events a slow listener may fall behind before it misses some.
+const PROCESSED_BACKLOG: usize = 1024;
+
+/// The longest wait between two attempts to create the topics while Kafka is away.
+const MAX_PROVISION_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A bound, ready-to-run service: HTTP on its listener, the producer, the health check, and (once
+/// the topics exist) the consumers.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    publisher: Arc<KafkaPublisher>,
+    processed: broadcast::Sender<ProcessedEvent>,
+    kafka_status: watch::Receiver<KafkaStatus>,
+    background: Vec<JoinHandle<()>>,
+    stop: CancellationToken,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    /// Binds the listener and starts the Kafka side in the background. Succeeds while Kafka is
+    /// down: the service keeps trying and reports itself unhealthy until Kafka answers.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let publisher = Arc::new(KafkaPublisher::new(&config.kafka)?);
+        let topics = Arc::new(Topics::new(&config.kafka.topic_prefix));
+        let stop = CancellationToken::new();
+        let (status_tx, kafka_status) = watch::channel(KafkaStatus::unknown(topics.all()));
+        let (processed, _) = broadcast::channel(PROCESSED_BACKLOG);
+
+        let address = SocketAddr::new(config.http.host, config.http.port);
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("could not listen on {address} (check HOST and PORT)"))?;
+
+        let health_check = tokio::spawn(health::run_checks(
+            publisher.producer().clone(),
+            topics.all().to_vec(),
+            config.kafka.health_interval,
+            status_tx,
+            stop.clone(),
+        ));
+        let kafka_side = tokio::spawn(provision_then_consume(
+            config.clone(),
+            topics.clone(),
+            Processor::new(processed.clone()),
+            stop.clone(),
+        ));
+
+        let state = AppState {
+            publisher: publisher.clone(),
+            topics,
+            kafka_status: kafka_status.clone(),
+        };
+        let limits = Limits {
+            body_bytes: config.http.body_limit_bytes,
+            request_timeout: config.http.request_timeout,
+        };
+        Ok(Self {
+            listener,
+            router: http::router(state, limits),
+            publisher,
+            processed,
+            kafka_status,
+            background: vec![health_check, kafka_side],
+            stop,
+            shutdown_timeout: config.http.shutdown_timeout,
+        })
+    }
+
+    /// The port the service listens on (useful with `PORT=0`).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map_or(0, |a| a.port())
+    }
+
+    /// Events as the built-in consumers process them.
+    pub fn processed_events(&self) -> broadcast::Receiver<ProcessedEvent> {
+        self.processed.subscribe()
+    }
+
+    /// The latest Kafka health check.
+    pub fn kafka_status(&self) -> watch::Receiver<KafkaStatus> {
+        self.kafka_status.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops within the shutdown timeout: stops accepting,
+    /// finishes the requests in flight, flushes the producer and commits what the consumers
+    /// processed.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let address = self.listener.local_addr()?;
+        tracing::info!("Events Service listening on http://{address}");
+        let stop = self.stop.clone();
+        let server = tokio::spawn(
+            axum::serve(self.listener, self.router)
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        );
+
+        shutdown.await;
+        tracing::info!("Shutting down: finishing requests in flight");
+        stop.cancel();
+        let deadline = Instant::now() + self.shutdown_timeout;
+
+        match timeout_at(deadline, server).await {
+            Ok(Ok(Ok(()))) => tracing::info!("HTTP server stopped"),
+            Ok(Ok(Err(error))) => tracing::error!("HTTP server failed: {error}"),
+            Ok(Err(join_error)) => tracing::error!("HTTP server task failed: {join_error}"),
+            Err(_) => tracing::warn!("Requests were still in flight at the shutdown deadline"),
+        }
+
+        let publisher = self.publisher.clone();
+        let flush_for = deadline.saturating_duration_since(Instant::now());
+        match tokio::task::spawn_blocking(move || publisher.flush(flush_for)).await {
+            Ok(Ok(())) => tracing::info!("[PRODUCER] Flushed"),
+            Ok(Err(error)) => tracing::warn!("[PRODUCER] Flush incomplete: {error}"),
+            Err(join_error) => tracing::error!("[PRODUCER] Flush failed: {join_error}"),
+        }
+
+        for task in self.background {
+            if timeout_at(deadline, task).await.is_err() {
+                tracing::warn!("A background task did not stop before the shutdown deadline");
+            }
+        }
+        tracing::info!("Events Service stopped");
+        Ok(())
+    }
+}
+
+/// Creates the topics (retrying while Kafka is away), then runs the consumers until `stop`.
+async fn provision_then_consume(
+    config: Config,
+    topics: Arc<Topics>,
+    processor: Processor,
+    stop: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match ensure_topics(&config.kafka, &topics).await {
+            Ok(()) => break,
+            Err(error) => {
+                tracing::warn!("Could not create topics yet, retrying in {backoff:?}: {error:#}")
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_PROVISION_BACKOFF);
+    }
+    if !config.kafka.consumers_enabled {
+        return;
+    }
+    match consumer::spawn(&config.kafka, topics.all(), processor, stop) {
+        Ok(consumers) => {
+            for consumer in consumers {
+                if let Err(error) = consumer.await {
+                    tracing::error!("[CONSUMER] A consumer task failed: {error}");
+                }
+            }
+        }
+        Err(error) => tracing::error!("[CONSUMER] Could not start the consumers: {error:#}"),
+    }
+}

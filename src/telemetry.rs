@@ -1,0 +1,23 @@
+//! Logging. Lines go to stdout through a background writer so that a slow terminal or pipe never
+//! stalls a request; the seed's `[PRODUCER]`, `[CONSUMER]` and `[EVENT PROCESSED]` lines are the
+//! messages themselves.
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber. Keep the guard alive: dropping it flushes what is buffered.
+pub fn init(filter: &str) -> anyhow::Result<WorkerGuard> {
+    let filter = EnvFilter::try_new(filter)
+        .map_err(|error| anyhow::anyhow!("invalid value {filter:?} for LOG_LEVEL: {error}"))?;
+    // Not lossy: under a flood the writer slows the logging thread rather than drop lines that
+    // searches and alerts rely on.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(writer)
+        .init();
+    Ok(guard)
+}

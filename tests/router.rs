@@ -1,0 +1,407 @@
+//! In-process tests of the HTTP edge: status codes, error bodies and the records handed to the
+//! publisher, with an in-memory publisher standing in for Kafka.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use events_service::http::{AppState, Limits, router};
+use events_service::kafka::topics::Topics;
+use events_service::kafka::{Delivery, EventPublisher, KafkaStatus, OutgoingRecord, PublishError};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+/// What the fake publisher answers.
+#[derive(Clone, Copy)]
+enum Outcome {
+    Stored,
+    QueueFull,
+    TimedOut,
+    Hang,
+}
+
+struct FakePublisher {
+    outcome: Outcome,
+    published: Mutex<Vec<OutgoingRecord>>,
+}
+
+#[async_trait]
+impl EventPublisher for FakePublisher {
+    async fn publish(&self, record: OutgoingRecord) -> Result<Delivery, PublishError> {
+        match self.outcome {
+            Outcome::Stored => {
+                let mut published = self.published.lock().unwrap();
+                published.push(record);
+                Ok(Delivery {
+                    partition: 2,
+                    offset: published.len() as i64 + 40,
+                })
+            }
+            Outcome::QueueFull => Err(PublishError::QueueFull),
+            Outcome::TimedOut => Err(PublishError::TimedOut(5000)),
+            Outcome::Hang => std::future::pending().await,
+        }
+    }
+}
+
+struct TestApp {
+    router: axum::Router,
+    publisher: Arc<FakePublisher>,
+    status: watch::Sender<KafkaStatus>,
+}
+
+fn app_with(outcome: Outcome, limits: Limits) -> TestApp {
+    let publisher = Arc::new(FakePublisher {
+        outcome,
+        published: Mutex::new(Vec::new()),
+    });
+    let topics = Arc::new(Topics::new(""));
+    let (status, kafka_status) = watch::channel(KafkaStatus::unknown(topics.all()));
+    let state = AppState {
+        publisher: publisher.clone(),
+        topics,
+        kafka_status,
+    };
+    TestApp {
+        router: router(state, limits),
+        publisher,
+        status,
+    }
+}
+
+fn app(outcome: Outcome) -> TestApp {
+    app_with(
+        outcome,
+        Limits {
+            body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(5),
+        },
+    )
+}
+
+impl TestApp {
+    async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{status} body is not JSON ({e}): {bytes:?}"));
+        (status, headers, body)
+    }
+
+    async fn post(&self, path: &str, body: impl Into<Body>) -> (StatusCode, Value) {
+        let request = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.into())
+            .unwrap();
+        let (status, _, body) = self.send(request).await;
+        (status, body)
+    }
+
+    fn published(&self) -> Vec<OutgoingRecord> {
+        self.publisher.published.lock().unwrap().clone()
+    }
+}
+
+fn movie() -> Value {
+    json!({
+        "movie_id": 1, "title": "The Matrix", "action": "viewed", "user_id": 123, "rating": 9.5,
+        "genres": ["Sci-Fi", "Action"],
+        "description": "A computer hacker learns about the true nature of reality"
+    })
+}
+
+fn user() -> Value {
+    json!({
+        "user_id": 123, "username": "john_doe", "email": "john@example.com",
+        "action": "registered", "timestamp": "2025-01-01T00:00:00Z"
+    })
+}
+
+fn payment() -> Value {
+    json!({
+        "payment_id": 456, "user_id": 123, "amount": 99.99, "status": "completed",
+        "timestamp": "2025-01-01T00:00:00Z", "method_type": "credit_card"
+    })
+}
+
+#[tokio::test]
+async fn each_seed_example_is_published_and_answered_with_201() {
+    let app = app(Outcome::Stored);
+    for (kind, body, topic, key) in [
+        ("movie", movie(), "movie-events", "1"),
+        ("user", user(), "user-events", "123"),
+        ("payment", payment(), "payment-events", "456"),
+    ] {
+        let (status, response) = app
+            .post(&format!("/api/events/{kind}"), body.to_string())
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{kind}: {response}");
+        assert_eq!(response["status"], "success");
+        assert_eq!(response["topic"], topic);
+        assert_eq!(response["partition"], 2);
+        assert!(response["offset"].as_i64().unwrap() > 40);
+        let event = &response["event"];
+        assert_eq!(event["type"], kind);
+        assert_eq!(event["payload"], body);
+        assert!(uuid::Uuid::parse_str(event["id"].as_str().unwrap()).is_ok());
+        assert!(chrono::DateTime::parse_from_rfc3339(event["timestamp"].as_str().unwrap()).is_ok());
+
+        let record = app.published().pop().unwrap();
+        assert_eq!(record.topic, topic);
+        assert_eq!(record.key, key);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&record.value).unwrap(),
+            *event
+        );
+        let header = |name: &str| {
+            record
+                .headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(header("event-id").as_deref(), event["id"].as_str());
+        assert_eq!(header("event-type").as_deref(), Some(kind));
+    }
+}
+
+#[tokio::test]
+async fn a_missing_timestamp_is_filled_with_the_time_of_receipt() {
+    let app = app(Outcome::Stored);
+    let (status, response) = app
+        .post(
+            "/api/events/user",
+            json!({"user_id": 5, "action": "logged_in"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        response["event"]["payload"]["timestamp"],
+        response["event"]["timestamp"]
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_event_is_a_400_naming_every_bad_field_and_nothing_is_published() {
+    let app = app(Outcome::Stored);
+    let (status, body) = app
+        .post(
+            "/api/events/movie",
+            json!({"movie_id": "1", "action": "rated"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let fields: Vec<&str> = body["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["movie_id", "title", "rating"]);
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("movie_id") && message.contains("title") && message.contains("rating"),
+        "{message}"
+    );
+    assert!(app.published().is_empty());
+}
+
+#[tokio::test]
+async fn malformed_empty_and_non_object_bodies_are_400s() {
+    let app = app(Outcome::Stored);
+    for body in ["", "{\"movie_id\": 1,", "[]", "42", "\"text\"", "null"] {
+        let (status, response) = app.post("/api/events/movie", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "body {body:?}");
+        assert!(response["error"].is_string(), "body {body:?}: {response}");
+    }
+    let (_, response) = app.post("/api/events/movie", "").await;
+    assert_eq!(response["error"], "the request body is empty");
+    assert!(app.published().is_empty());
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_a_415() {
+    let app = app(Outcome::Stored);
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut request = Request::post("/api/events/movie");
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        let (status, _, body) = app
+            .send(request.body(Body::from(movie().to_string())).unwrap())
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type:?}"
+        );
+        assert_eq!(body["error"], "Content-Type must be application/json");
+    }
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_a_413() {
+    let app = app_with(
+        Outcome::Stored,
+        Limits {
+            body_bytes: 100,
+            request_timeout: Duration::from_secs(5),
+        },
+    );
+    let mut body = movie();
+    body["description"] = json!("x".repeat(200));
+    let (status, response) = app.post("/api/events/movie", body.to_string()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        response["error"],
+        "the request body is larger than 100 bytes"
+    );
+    assert!(app.published().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_and_wrong_methods_405_both_in_json() {
+    let app = app(Outcome::Stored);
+    let (status, _, body) = app
+        .send(
+            Request::get("/api/events/nope")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no such route"))
+    );
+    let (status, _, body) = app
+        .send(
+            Request::get("/api/events/movie")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(body["error"].is_string());
+    let request = Request::builder()
+        .method(Method::DELETE)
+        .uri("/api/events/health")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.send(request).await.0, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn a_kafka_timeout_is_a_500_and_a_full_queue_a_503_with_retry_after() {
+    let (status, body) = app(Outcome::TimedOut)
+        .post("/api/events/movie", movie().to_string())
+        .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        body["error"],
+        "Kafka did not acknowledge the event within 5000 ms"
+    );
+
+    let request = Request::post("/api/events/movie")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(movie().to_string()))
+        .unwrap();
+    let (status, headers, body) = app(Outcome::QueueFull).send(request).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+    assert!(body["error"].is_string());
+}
+
+#[tokio::test]
+async fn a_request_that_outlives_the_timeout_is_answered_408() {
+    let app = app_with(
+        Outcome::Hang,
+        Limits {
+            body_bytes: 1024,
+            request_timeout: Duration::from_millis(50),
+        },
+    );
+    let (status, body) = app.post("/api/events/movie", movie().to_string()).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(body["error"], "the request took longer than 50 ms");
+}
+
+#[tokio::test]
+async fn health_follows_the_background_check_and_liveness_does_not() {
+    let app = app(Outcome::Stored);
+    let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+    let (status, _, body) = app.send(get("/api/events/health")).await;
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &json!(false))
+    );
+    assert_eq!(
+        app.send(get("/api/events/health/live")).await.0,
+        StatusCode::OK
+    );
+
+    app.status.send_replace(KafkaStatus {
+        reachable: true,
+        brokers: 1,
+        missing_topics: vec![],
+        last_error: None,
+        checked_at: None,
+    });
+    let (status, _, body) = app.send(get("/api/events/health")).await;
+    assert_eq!((status, &body["status"]), (StatusCode::OK, &json!(true)));
+    assert_eq!(body["kafka"]["brokers"], 1);
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_validation_rules() {
+    let app = app(Outcome::Stored);
+    let (status, _, doc) = app
+        .send(
+            Request::get("/api/events/openapi.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with('3'));
+    for path in [
+        "/api/events/movie",
+        "/api/events/user",
+        "/api/events/payment",
+        "/api/events/health",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    let schemas = &doc["components"]["schemas"];
+    let movie = &schemas["MovieEvent"];
+    assert_eq!(movie["required"], json!(["movie_id", "title", "action"]));
+    assert_eq!(movie["properties"]["title"]["minLength"], 1);
+    assert_eq!(
+        schemas["MovieAction"]["enum"],
+        json!(["viewed", "rated", "added", "updated", "deleted"])
+    );
+    assert_eq!(schemas["Rating"]["maximum"], 10.0);
+    assert_eq!(schemas["EntityId"]["minimum"], 1);
+    assert_eq!(
+        schemas["UserEvent"]["required"],
+        json!(["user_id", "action"])
+    );
+    assert_eq!(
+        schemas["PaymentEvent"]["required"],
+        json!(["payment_id", "user_id", "amount", "status"])
+    );
+    assert_eq!(
+        schemas["PaymentStatus"]["enum"],
+        json!(["completed", "failed", "pending", "refunded"])
+    );
+    assert_eq!(schemas["Amount"]["minimum"], 0.0);
+}
