@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Usage: kafka/start.sh [--port N] [--dir DIR] [--auto-create true|false] [--brokers 1|3]
+#
+# Starts a KRaft Kafka on 127.0.0.1 in the background (each node is broker+controller)
+# and returns once it serves metadata. stdout gets exactly one line, the bootstrap
+# list, so callers can do BROKERS=$(kafka/start.sh); everything else goes to stderr.
+#   --port N         PLAINTEXT port (0 or absent: a free one; with --brokers 3: N, N+1, N+2)
+#   --dir DIR        node state, server.log and kafka.pid (default kafka/.run/<port>)
+#   --auto-create    auto.create.topics.enable (default false)
+#   --brokers 1|3    3 = a cluster with replication factor 3, min.insync.replicas 2
+# KAFKA_OPTS is appended to the broker's JVM options; KAFKA_START_TIMEOUT (default 60 s)
+# bounds the wait. Stop with kafka/stop.sh --dir DIR.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0" >&2; exit "${1:-2}"; }
+
+port=0 dir='' auto_create=false brokers=1
+while (($#)); do
+  case $1 in
+    --port) port=${2-}; shift 2 || usage ;;
+    --dir) dir=${2-}; shift 2 || usage ;;
+    --auto-create) auto_create=${2-}; shift 2 || usage ;;
+    --brokers) brokers=${2-}; shift 2 || usage ;;
+    -h | --help) usage 0 ;;
+    *) log "unknown argument: $1"; usage ;;
+  esac
+done
+if ! [[ $port =~ ^[0-9]{1,5}$ ]] || ((port > 65533)); then die "--port must be a port number, got '$port'"; fi
+[[ $auto_create == true || $auto_create == false ]] || die "--auto-create must be true or false"
+[[ $brokers == 1 || $brokers == 3 ]] || die "--brokers must be 1 or 3"
+
+"$KAFKA_SCRIPTS/provision.sh" >&2
+SECONDS=0
+deadline=${KAFKA_START_TIMEOUT:-60}  # seconds; raise it on a slow machine
+
+# Linux lists every bound or connected socket in /proc/net/tcp*; elsewhere fall back to a connect probe.
+port_busy() {
+  local hex
+  hex=$(printf ':%04X ' "$1")
+  grep -qF "$hex" /proc/net/tcp /proc/net/tcp6 2>/dev/null ||
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+picked=()
+# Stays below Linux's ephemeral range (32768+) so client sockets cannot grab the port first.
+pick_port() {
+  local p
+  for _ in {1..500}; do
+    p=$((20000 + RANDOM % 12000))
+    [[ " ${picked[*]} " == *" $p "* ]] || port_busy "$p" || { picked+=("$p"); return 0; }
+  done
+  die "found no free port"
+}
+
+# Refuses to wipe anything start.sh did not create, or a dir whose broker still runs.
+prepare_dir() {
+  local d=$1 pidfile
+  if [[ -e $d ]]; then
+    while IFS= read -r pidfile; do
+      ! alive "$(<"$pidfile")" || die "a broker already runs in $d (stop it with kafka/stop.sh --dir $d)"
+    done < <(find "$d" -maxdepth 2 -name kafka.pid)
+    if [[ -f $d/.kafka-run ]]; then
+      rm -rf "$d"
+    elif [[ -n $(ls -A "$d") ]]; then
+      die "$d exists and was not created by start.sh; refusing to reuse it"
+    fi
+  fi
+  mkdir -p "$d"
+}
+
+bports=()
+if ((port == 0)); then
+  while :; do
+    picked=()
+    for ((i = 0; i < brokers; i++)); do pick_port; done
+    bports=("${picked[@]}")
+    [[ -n $dir ]] && break
+    # mkdir is atomic, so concurrent start.sh runs cannot both claim the same port's dir.
+    mkdir -p "$KAFKA_RUN"
+    mkdir "$KAFKA_RUN/${bports[0]}" 2>/dev/null && { dir=$KAFKA_RUN/${bports[0]}; break; }
+  done
+else
+  for ((i = 0; i < brokers; i++)); do
+    p=$((port + i))
+    ! port_busy "$p" || die "port $p is already in use"
+    bports+=("$p") picked+=("$p")
+  done
+fi
+dir=${dir:-$KAFKA_RUN/${bports[0]}}
+prepare_dir "$dir"
+dir=$(cd "$dir" && pwd -P)
+touch "$dir/.kafka-run"
+
+cports=() voters=() bootstrap=() nodes=()
+for ((i = 0; i < brokers; i++)); do
+  pick_port
+  cports+=("${picked[-1]}")
+  voters+=("$((i + 1))@127.0.0.1:${cports[i]}")
+  bootstrap+=("127.0.0.1:${bports[i]}")
+  if ((brokers == 1)); then nodes+=("$dir"); else nodes+=("$dir/node-$((i + 1))"); fi
+done
+if ((brokers == 1)); then rf=1 min_isr=1; else rf=3 min_isr=2; fi
+bootstrap_list=$(IFS=,; echo "${bootstrap[*]}")
+voters_list=$(IFS=,; echo "${voters[*]}")
+log "starting Kafka $KAFKA_VERSION ($brokers node(s)) on $bootstrap_list in $dir"
+
+# Kafka's own random-uuid is a 16-byte base64url string; generating it here saves a JVM start.
+cluster_id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+while [[ $cluster_id == -* ]]; do
+  cluster_id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+done
+
+pids=()
+started=false
+cleanup() {
+  $started && return
+  local i
+  for ((i = 0; i < ${#nodes[@]}; i++)); do
+    if [[ -f ${nodes[i]}/server.log ]]; then
+      log "--- last lines of ${nodes[i]}/server.log ---"
+      tail -n 25 "${nodes[i]}/server.log" | cut -c1-400 >&2
+    fi
+  done
+  ((${#pids[@]})) && { kill -KILL "${pids[@]}" 2>/dev/null || true; }
+  log "failed; logs kept in $dir (kafka/stop.sh --dir $dir removes it)"
+}
+trap cleanup EXIT
+
+fmt_pids=()
+for ((i = 0; i < brokers; i++)); do
+  n=${nodes[i]}
+  mkdir -p "$n"
+  cat >"$n/server.properties" <<EOF
+process.roles=broker,controller
+node.id=$((i + 1))
+controller.quorum.voters=$voters_list
+listeners=PLAINTEXT://127.0.0.1:${bports[i]},CONTROLLER://127.0.0.1:${cports[i]}
+advertised.listeners=PLAINTEXT://127.0.0.1:${bports[i]}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$n/data
+auto.create.topics.enable=$auto_create
+num.partitions=1
+default.replication.factor=$rf
+min.insync.replicas=$min_isr
+offsets.topic.replication.factor=$rf
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$min_isr
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$min_isr
+group.initial.rebalance.delay.ms=0
+EOF
+  # Formatting costs a JVM start per node; do them side by side.
+  "${KAFKA_JAVA[@]}" "${QUICK_JVM[@]}" kafka.tools.StorageTool format -t "$cluster_id" \
+    -c "$n/server.properties" >"$n/server.log" 2>&1 &
+  fmt_pids+=($!)
+done
+for ((i = 0; i < brokers; i++)); do
+  wait "${fmt_pids[i]}" || die "formatting storage in ${nodes[i]} failed"
+done
+
+# setsid: the broker gets its own session, so it outlives this script and a Ctrl-C in its terminal.
+launch=(setsid)
+command -v setsid >/dev/null || launch=(nohup)
+for n in "${nodes[@]}"; do
+  # shellcheck disable=SC2086 # KAFKA_OPTS holds several options.
+  (cd "$n" && exec "${launch[@]}" "$JAVA" -Xmx512m -Xms256m -Djava.awt.headless=true ${KAFKA_OPTS-} \
+    -Dlog4j2.configurationFile="$KAFKA_SCRIPTS/log4j2-server.properties" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$n/server.properties" >>"$n/server.log" 2>&1 </dev/null) &
+  pids+=($!)
+  echo "$!" >"$n/kafka.pid"
+done
+
+check_alive() {
+  local i
+  for ((i = 0; i < brokers; i++)); do
+    alive "${pids[i]}" || die "broker in ${nodes[i]} exited during startup"
+  done
+  ((SECONDS < deadline)) || die "not ready after ${deadline}s"
+}
+
+# Polling the TCP port is nearly free, so no probe JVM starts before the listeners are up.
+for p in "${bports[@]}"; do
+  until (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do
+    check_alive
+    sleep 0.2
+  done
+done
+
+# Ready = every node shows up, unfenced, in a metadata response and answers ApiVersions.
+printf '%s\n' request.timeout.ms=3000 default.api.timeout.ms=5000 >"$dir/probe.properties"
+until out=$(timeout $((deadline > SECONDS ? deadline - SECONDS : 1)) "${KAFKA_JAVA[@]}" "${QUICK_JVM[@]}" \
+  org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server "$bootstrap_list" \
+  --command-config "$dir/probe.properties" 2>/dev/null) &&
+  (($(grep -c '(id: [0-9]* rack: .*isFenced: false' <<<"$out") == brokers)); do
+  check_alive
+  sleep 0.2
+done
+
+started=true
+log "ready after ${SECONDS}s (pids ${pids[*]})"
+echo "$bootstrap_list"
