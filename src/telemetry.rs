@@ -2,6 +2,8 @@
 //! stalls a request; the seed's `[PRODUCER]`, `[CONSUMER]` and `[EVENT PROCESSED]` lines are the
 //! messages themselves.
 
+use std::io::IsTerminal;
+
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
@@ -17,6 +19,8 @@ pub fn init(filter: &str) -> anyhow::Result<WorkerGuard> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        // Colours only for a person at a terminal; never escape codes in files and pipes.
+        .with_ansi(std::io::stdout().is_terminal())
         .with_writer(writer)
         .init();
     Ok(guard)

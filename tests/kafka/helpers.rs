@@ -1,0 +1,329 @@
+//! Test helpers: the broker under test, an in-process service on a free port, the service binary
+//! as a child process, and an independent consumer to read records back.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use events_service::consumer::ProcessedEvent;
+use events_service::{Application, Config};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::Value;
+use tokio::sync::{broadcast, oneshot};
+use tokio::task::JoinHandle;
+
+/// How long a test waits for something that should happen within a few seconds.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The broker the tests run against. The test command (`scripts/test.sh`) starts one and sets
+/// this; without it the tests fail rather than skip.
+pub fn brokers() -> String {
+    std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
+        panic!(
+            "TEST_KAFKA_BROKERS is not set: these tests need a real Kafka broker. \
+             Run scripts/test.sh, which starts one, or set TEST_KAFKA_BROKERS=host:port."
+        )
+    })
+}
+
+/// Variables for a service isolated from every other test: its own topics and group.
+pub fn isolated_vars(brokers: &str) -> Vec<(String, String)> {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    [
+        ("KAFKA_BROKERS", brokers.to_owned()),
+        ("HOST", "127.0.0.1".to_owned()),
+        ("PORT", "0".to_owned()),
+        ("KAFKA_TOPIC_PREFIX", format!("test-{run}.")),
+        ("KAFKA_GROUP_ID", format!("test-{run}")),
+        ("KAFKA_HEALTH_INTERVAL_MS", "200".to_owned()),
+        ("LOG_LEVEL", "info".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Replaces or adds `overrides` in `vars`.
+pub fn with(mut vars: Vec<(String, String)>, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+    for (name, value) in overrides {
+        vars.retain(|(k, _)| k != name);
+        vars.push((name.to_string(), value.to_string()));
+    }
+    vars
+}
+
+/// The value of `name` in `vars`.
+pub fn var<'a>(vars: &'a [(String, String)], name: &str) -> &'a str {
+    vars.iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+/// A service running in this process.
+pub struct TestApp {
+    pub address: String,
+    pub topic_prefix: String,
+    pub client: reqwest::Client,
+    pub processed: broadcast::Receiver<ProcessedEvent>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn(vars: Vec<(String, String)>) -> TestApp {
+        let topic_prefix = var(&vars, "KAFKA_TOPIC_PREFIX").to_owned();
+        let config = Config::from_vars(vars).expect("test configuration is valid");
+        let app = Application::build(config)
+            .await
+            .expect("the service builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let processed = app.processed_events();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            address,
+            topic_prefix,
+            client: reqwest::Client::new(),
+            processed,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn topic(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.topic_prefix)
+    }
+
+    pub async fn post(&self, kind: &str, body: &Value) -> (reqwest::StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}/api/events/{kind}", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("the service answers");
+        let status = response.status();
+        (status, response.json().await.expect("the answer is JSON"))
+    }
+
+    pub async fn health(&self) -> (reqwest::StatusCode, Value) {
+        let response = self
+            .client
+            .get(format!("{}/api/events/health", self.address))
+            .send()
+            .await
+            .expect("the service answers");
+        let status = response.status();
+        (status, response.json().await.expect("the answer is JSON"))
+    }
+
+    pub async fn wait_until_healthy(&self) {
+        wait_until_healthy(&self.address).await;
+    }
+
+    /// Shuts the service down and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let result = tokio::time::timeout(DEADLINE, task).await;
+            result
+                .expect("stops in time")
+                .expect("no panic")
+                .expect("stops cleanly");
+        }
+    }
+}
+
+/// The service binary, run as a child process with its stdout collected.
+pub struct ServiceProcess {
+    child: Child,
+    pub address: String,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServiceProcess {
+    pub fn spawn(vars: &[(String, String)]) -> ServiceProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_events-service"))
+            .env_clear()
+            .envs(vars.iter().cloned())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the binary starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let sink = lines.clone();
+        // Drain stdout continuously: a full pipe would stall the service's logging.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut process = ServiceProcess {
+            child,
+            address: String::new(),
+            lines,
+        };
+        let listening = process.wait_for_line(|l| l.contains("listening on http://"));
+        let address = listening.rsplit("listening on ").next().unwrap_or_default();
+        process.address = address.trim().to_owned();
+        process
+    }
+
+    /// Waits for a log line matching `matches` and returns it.
+    pub fn wait_for_line(&mut self, matches: impl Fn(&str) -> bool) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| matches(l)) {
+                return line.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the service exited ({status}) first; its output:\n{}",
+                    self.output()
+                );
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "no such line within {DEADLINE:?}; output:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn output(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, returning its status and how long it took.
+    pub fn wait_for_exit(&mut self, deadline: Duration) -> (std::process::ExitStatus, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the child can be waited on") {
+                return (status, started.elapsed());
+            }
+            if started.elapsed() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "the service did not exit within {deadline:?}; output:\n{}",
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A consumer that shares nothing with the service: no group, explicit assignment.
+fn independent_consumer(brokers: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "unused-independent-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("the test consumer is created")
+}
+
+/// Reads the record at `topic`/`partition`/`offset`.
+pub fn read_record(brokers: &str, topic: &str, partition: i32, offset: i64) -> OwnedMessage {
+    let consumer = independent_consumer(brokers);
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, partition, Offset::Offset(offset))
+        .expect("a valid offset");
+    consumer.assign(&assignment).expect("assignment works");
+    let started = Instant::now();
+    while started.elapsed() < DEADLINE {
+        if let Some(result) = consumer.poll(Duration::from_millis(200)) {
+            let record = result.expect("the record is readable").detach();
+            assert_eq!(record.offset(), offset, "read from the requested offset");
+            return record;
+        }
+    }
+    panic!("no record at {topic}/{partition}/{offset} within {DEADLINE:?}");
+}
+
+/// Reads every record of `topic`/`partition` up to (not including) `end`.
+pub fn read_partition(brokers: &str, topic: &str, partition: i32, end: i64) -> Vec<OwnedMessage> {
+    let consumer = independent_consumer(brokers);
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, partition, Offset::Beginning)
+        .expect("a valid offset");
+    consumer.assign(&assignment).expect("assignment works");
+    let started = Instant::now();
+    let mut records = Vec::new();
+    while records.last().map_or(0, |r: &OwnedMessage| r.offset() + 1) < end {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "read {} records of {end} within {DEADLINE:?}",
+            records.len()
+        );
+        if let Some(result) = consumer.poll(Duration::from_millis(200)) {
+            records.push(result.expect("the record is readable").detach());
+        }
+    }
+    records
+}
+
+/// The value of header `name` of `record`, as text.
+pub fn header(record: &OwnedMessage, name: &str) -> Option<String> {
+    use rdkafka::message::Headers;
+    record.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+    })
+}
+
+/// A port nothing listens on.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("bound").port()
+}
+
+/// Polls `address`'s health route until it says 200.
+pub async fn wait_until_healthy(address: &str) {
+    let started = Instant::now();
+    let client = reqwest::Client::new();
+    loop {
+        let status = client
+            .get(format!("{address}/api/events/health"))
+            .send()
+            .await
+            .map(|r| r.status());
+        if matches!(status, Ok(s) if s == 200) {
+            return;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "not healthy after {DEADLINE:?}: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

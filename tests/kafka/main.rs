@@ -1,0 +1,8 @@
+//! Integration tests against a real Apache Kafka broker (see `helpers::brokers`).
+
+mod consumers;
+mod health;
+mod helpers;
+mod process;
+mod publish;
+mod topics;

@@ -1,0 +1,182 @@
+//! Tests of the `events-service` binary itself: its log lines, its start-up errors, its shutdown.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::Message;
+use serde_json::{Value, json};
+
+use crate::helpers::{ServiceProcess, brokers, isolated_vars, read_partition, with};
+
+#[tokio::test]
+async fn the_seed_log_lines_appear_word_for_word() {
+    let vars = isolated_vars(&brokers());
+    let mut service = ServiceProcess::spawn(&vars);
+    service.wait_for_line(|l| l.contains("Kafka is reachable"));
+    let client = reqwest::Client::new();
+    let address = service.address.clone();
+    let post = |kind: &'static str, body: Value| {
+        let request = client
+            .post(format!("{address}/api/events/{kind}"))
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 201);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    // The topics may still be being created when the broker first answers.
+    service.wait_for_line(|l| l.contains("[CONSUMER] Started consumer for topic"));
+    let movie = post(
+        "movie",
+        json!({"movie_id": 1, "title": "Test Movie", "action": "viewed"}),
+    )
+    .await;
+    let user = post("user", json!({"user_id": 123, "action": "logged_in"})).await;
+    let payment = post(
+        "payment",
+        json!({"payment_id": 456, "user_id": 123, "amount": 99.999, "status": "refunded"}),
+    )
+    .await;
+
+    let id = |r: &Value| r["event"]["id"].as_str().unwrap().to_owned();
+    let (movie_id, user_id, payment_id) = (id(&movie), id(&user), id(&payment));
+    service.wait_for_line(|l| {
+        l.ends_with(&format!(
+            "[PRODUCER] Published movie event: {movie_id}, Action: viewed, MovieID: 1"
+        ))
+    });
+    service.wait_for_line(|l| {
+        l.ends_with(&format!(
+            "[PRODUCER] Published user event: {user_id}, Action: logged_in, UserID: 123"
+        ))
+    });
+    service.wait_for_line(|l| {
+        l.ends_with(&format!("[PRODUCER] Published payment event: {payment_id}, Status: refunded, PaymentID: 456, Amount: 100.00"))
+    });
+    let consumed = format!(
+        "[CONSUMER] Topic: {}movie-events, Partition: {}, Offset: {}, Key: 1",
+        crate::helpers::var(&vars, "KAFKA_TOPIC_PREFIX"),
+        movie["partition"],
+        movie["offset"]
+    );
+    service.wait_for_line(|l| l.ends_with(&consumed));
+    let processed = format!(
+        "[EVENT PROCESSED] Type: movie, ID: {movie_id}, Timestamp: {}",
+        movie["event"]["timestamp"].as_str().unwrap()
+    );
+    service.wait_for_line(|l| l.ends_with(&processed));
+
+    service.terminate();
+    let (status, _) = service.wait_for_exit(Duration::from_secs(30));
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_with_a_message_naming_the_variable() {
+    let output = Command::new(env!("CARGO_BIN_EXE_events-service"))
+        .env_clear()
+        .env("PORT", "not-a-port")
+        .output()
+        .expect("the binary runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("PORT") && stderr.contains("not-a-port"),
+        "stderr: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_while_requests_are_in_flight_loses_nothing_that_was_answered_201() {
+    let brokers = brokers();
+    let vars = with(
+        isolated_vars(&brokers),
+        &[("KAFKA_CONSUMERS_ENABLED", "false")],
+    );
+    let prefix = crate::helpers::var(&vars, "KAFKA_TOPIC_PREFIX").to_owned();
+    let mut service = ServiceProcess::spawn(&vars);
+    service.wait_for_line(|l| l.contains("Kafka is reachable"));
+    crate::helpers::wait_until_healthy(&service.address).await;
+
+    // Clients post as fast as they can until the service stops answering.
+    let client = reqwest::Client::new();
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<(i64, String)>::new()));
+    let mut clients = Vec::new();
+    for worker in 0..32u64 {
+        let (client, address, acknowledged) = (
+            client.clone(),
+            service.address.clone(),
+            acknowledged.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            for n in 0..10_000u64 {
+                let body = json!({"movie_id": worker * 100_000 + n + 1, "title": "Load", "action": "viewed"});
+                let Ok(response) = client.post(format!("{address}/api/events/movie")).json(&body).send().await else {
+                    return;
+                };
+                if response.status() != 201 {
+                    return;
+                }
+                let Ok(answer) = response.json::<Value>().await else { return };
+                assert_eq!(answer["partition"], 0);
+                let id = answer["event"]["id"].as_str().unwrap().to_owned();
+                acknowledged.lock().unwrap().push((answer["offset"].as_i64().unwrap(), id));
+            }
+        }));
+    }
+    let started = std::time::Instant::now();
+    while acknowledged.lock().unwrap().len() < 300 {
+        assert!(
+            started.elapsed() < crate::helpers::DEADLINE,
+            "the load never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    service.terminate();
+    let (status, took) = service.wait_for_exit(Duration::from_secs(25));
+    for client in clients {
+        client.await.unwrap();
+    }
+    assert!(
+        status.success(),
+        "exit status {status}; output:\n{}",
+        service.output()
+    );
+    assert!(
+        service.output().contains("[PRODUCER] Flushed"),
+        "the producer was flushed"
+    );
+
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let end = acknowledged
+        .iter()
+        .map(|(offset, _)| offset + 1)
+        .max()
+        .unwrap();
+    let stored: HashMap<i64, String> =
+        read_partition(&brokers, &format!("{prefix}movie-events"), 0, end)
+            .iter()
+            .map(|record| {
+                let event: Value = serde_json::from_slice(record.payload().unwrap()).unwrap();
+                (record.offset(), event["id"].as_str().unwrap().to_owned())
+            })
+            .collect();
+    let lost: Vec<_> = acknowledged
+        .iter()
+        .filter(|(offset, id)| stored.get(offset) != Some(id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged events are not where the answer said: {:?}",
+        lost.len(),
+        acknowledged.len(),
+        &lost[..lost.len().min(5)]
+    );
+    eprintln!(
+        "{} events acknowledged before and during shutdown, all stored; exit took {took:?}",
+        acknowledged.len()
+    );
+}

@@ -1,0 +1,92 @@
+use rdkafka::Message;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, brokers, header, isolated_vars, read_record};
+
+#[tokio::test]
+async fn each_event_type_is_stored_at_the_partition_and_offset_the_response_names() {
+    let brokers = brokers();
+    let app = TestApp::spawn(isolated_vars(&brokers)).await;
+    app.wait_until_healthy().await;
+    let cases = [
+        (
+            "movie",
+            "movie-events",
+            "1",
+            json!({
+                "movie_id": 1, "title": "The Matrix", "action": "viewed", "user_id": 123,
+                "rating": 9.5, "genres": ["Sci-Fi", "Action"],
+                "description": "A computer hacker learns about the true nature of reality"
+            }),
+        ),
+        (
+            "user",
+            "user-events",
+            "123",
+            json!({
+                "user_id": 123, "username": "john_doe", "email": "john@example.com",
+                "action": "registered", "timestamp": "2025-01-01T00:00:00Z"
+            }),
+        ),
+        (
+            "payment",
+            "payment-events",
+            "456",
+            json!({
+                "payment_id": 456, "user_id": 123, "amount": 99.99, "status": "completed",
+                "timestamp": "2025-01-01T00:00:00Z", "method_type": "credit_card"
+            }),
+        ),
+    ];
+    for (kind, topic, key, body) in cases {
+        let (status, response) = app.post(kind, &body).await;
+        assert_eq!(status, 201, "{kind}: {response}");
+        assert_eq!(response["topic"], app.topic(topic));
+        let partition = response["partition"].as_i64().unwrap() as i32;
+        let offset = response["offset"].as_i64().unwrap();
+
+        let record = read_record(&brokers, &app.topic(topic), partition, offset);
+        assert_eq!(
+            record.key(),
+            Some(key.as_bytes()),
+            "{kind}: key is the entity id"
+        );
+        let value: Value = serde_json::from_slice(record.payload().unwrap()).unwrap();
+        assert_eq!(
+            value, response["event"],
+            "{kind}: value is the returned event"
+        );
+        assert_eq!(value["payload"], body);
+        assert_eq!(
+            header(&record, "event-id").as_deref(),
+            response["event"]["id"].as_str()
+        );
+        assert_eq!(header(&record, "event-type").as_deref(), Some(kind));
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_entitys_events_share_a_partition_in_the_order_they_were_acknowledged() {
+    let brokers = brokers();
+    let vars = crate::helpers::with(isolated_vars(&brokers), &[("KAFKA_TOPIC_PARTITIONS", "3")]);
+    let app = TestApp::spawn(vars).await;
+    app.wait_until_healthy().await;
+    let mut placements = Vec::new();
+    for action in ["added", "viewed", "updated", "deleted"] {
+        let body = json!({"movie_id": 77, "title": "Heat", "action": action});
+        let (status, response) = app.post("movie", &body).await;
+        assert_eq!(status, 201, "{response}");
+        placements.push((
+            response["partition"].as_i64().unwrap(),
+            response["offset"].as_i64().unwrap(),
+        ));
+    }
+    assert!(
+        placements
+            .windows(2)
+            .all(|w| w[0].0 == w[1].0 && w[0].1 < w[1].1),
+        "{placements:?}"
+    );
+    app.stop().await;
+}

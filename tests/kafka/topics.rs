@@ -1,0 +1,58 @@
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::helpers::{TestApp, brokers, isolated_vars, with};
+
+#[tokio::test]
+async fn the_service_creates_its_topics_on_a_broker_that_does_not_auto_create_them() {
+    let brokers = brokers();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let configs = admin
+        .describe_configs(&[ResourceSpecifier::Broker(1)], &AdminOptions::new())
+        .await
+        .unwrap();
+    let broker = configs[0]
+        .as_ref()
+        .expect("the broker describes its configuration");
+    let auto_create = broker
+        .get("auto.create.topics.enable")
+        .and_then(|e| e.value.clone());
+    assert_eq!(
+        auto_create.as_deref(),
+        Some("false"),
+        "the test broker must not auto-create topics"
+    );
+
+    let app = TestApp::spawn(with(
+        isolated_vars(&brokers),
+        &[("KAFKA_TOPIC_PARTITIONS", "3")],
+    ))
+    .await;
+    app.wait_until_healthy().await;
+
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let metadata = reader
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
+    for suffix in ["movie-events", "user-events", "payment-events"] {
+        let name = app.topic(suffix);
+        let topic = metadata.topics().iter().find(|t| t.name() == name);
+        let topic = topic.unwrap_or_else(|| panic!("{name} was not created"));
+        assert_eq!(
+            topic.partitions().len(),
+            3,
+            "{name} has KAFKA_TOPIC_PARTITIONS partitions"
+        );
+    }
+    app.stop().await;
+}
