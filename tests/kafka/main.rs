@@ -3,6 +3,7 @@
 mod consumers;
 mod health;
 mod helpers;
+mod late_broker;
 mod process;
 mod publish;
 mod topics;
