@@ -1,6 +1,23 @@
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
 use crate::helpers::{DEADLINE, TestApp, brokers, isolated_vars};
+
+/// Waits until the app's consumers announce the event with `id`.
+async fn processed(app: &mut TestApp, id: &str) -> events_service::consumer::ProcessedEvent {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match app.processed.recv().await {
+                Ok(event) if event.id == id => return event,
+                Ok(_) => continue,
+                Err(error) => panic!("the processed-event channel failed: {error}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("event {id} was not processed within {DEADLINE:?}"))
+}
 
 #[tokio::test]
 async fn the_built_in_consumers_process_an_event_posted_over_http() {
@@ -15,17 +32,7 @@ async fn the_built_in_consumers_process_an_event_posted_over_http() {
     assert_eq!(status, 201, "{response}");
     let id = response["event"]["id"].as_str().unwrap().to_owned();
 
-    let processed = tokio::time::timeout(DEADLINE, async {
-        loop {
-            match app.processed.recv().await {
-                Ok(event) if event.id == id => return event,
-                Ok(_) => continue,
-                Err(error) => panic!("the processed-event channel failed: {error}"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("event {id} was not processed within {DEADLINE:?}"));
+    let processed = processed(&mut app, &id).await;
 
     assert_eq!(processed.topic, app.topic("payment-events"));
     assert_eq!(
@@ -36,5 +43,39 @@ async fn the_built_in_consumers_process_an_event_posted_over_http() {
     assert_eq!(processed.key.as_deref(), Some("9"));
     assert_eq!(processed.event_type, "payment");
     assert_eq!(processed.payload, response["event"]["payload"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreadable_record_is_skipped_and_the_consumer_carries_on() {
+    let brokers = brokers();
+    let mut app = TestApp::spawn(isolated_vars(&brokers)).await;
+    app.wait_until_healthy().await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let topic = app.topic("movie-events");
+    for junk in [&b"not json"[..], b"{\"id\": 1}", b""] {
+        producer
+            .send(
+                FutureRecord::<str, [u8]>::to(&topic).payload(junk),
+                DEADLINE,
+            )
+            .await
+            .expect("the junk record is stored");
+    }
+    let (status, response) = app
+        .post(
+            "movie",
+            &json!({"movie_id": 5, "title": "After", "action": "added"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{response}");
+    let event = processed(&mut app, response["event"]["id"].as_str().unwrap()).await;
+    assert_eq!(
+        event.offset, 3,
+        "the three junk records before it were skipped"
+    );
     app.stop().await;
 }

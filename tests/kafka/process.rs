@@ -89,6 +89,22 @@ fn a_bad_setting_stops_start_up_with_a_message_naming_the_variable() {
     );
 }
 
+#[test]
+fn a_librdkafka_option_it_does_not_know_stops_start_up_and_is_named() {
+    let output = Command::new(env!("CARGO_BIN_EXE_events-service"))
+        .env_clear()
+        .env("PORT", "0")
+        .env("RDKAFKA_NO_SUCH_PROPERTY", "1")
+        .output()
+        .expect("the binary runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no.such.property") && stderr.contains("RDKAFKA_"),
+        "stderr: {stderr}"
+    );
+}
+
 #[tokio::test]
 async fn sigterm_while_requests_are_in_flight_loses_nothing_that_was_answered_201() {
     let brokers = brokers();
