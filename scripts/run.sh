@@ -20,9 +20,14 @@ fi
 
 target/release/events-service &
 service=$!
-# Pass SIGTERM and SIGINT on, then wait for the service's own graceful shutdown.
-trap 'kill -TERM $service 2>/dev/null || true' TERM INT
+# Pass SIGTERM and SIGINT on, then wait for the service's own graceful shutdown: a trap
+# interrupts `wait`, so wait once more for the service's real exit status.
+stopping=false
+trap 'stopping=true; kill -TERM $service 2>/dev/null || true' TERM INT
 status=0
 wait $service || status=$?
-if kill -0 $service 2>/dev/null; then wait $service || status=$?; fi
+if $stopping; then
+  status=0
+  wait $service || status=$?
+fi
 exit $status
