@@ -51,7 +51,8 @@ pub struct KafkaConfig {
     /// `KAFKA_DELIVERY_TIMEOUT_MS`: how long the producer tries to deliver an event before the
     /// request fails with 500 (librdkafka's `message.timeout.ms`; default 5 s).
     pub delivery_timeout: Duration,
-    /// `KAFKA_LINGER_MS`: how long the producer waits to fill a batch (default 1 ms).
+    /// `KAFKA_LINGER_MS`: how long the producer waits to fill a batch (default 0: send at once;
+    /// under load, records still batch up behind the requests in flight).
     pub linger_ms: u32,
     /// `KAFKA_GROUP_ID`: the built-in consumers' group (default `events-service-group`).
     pub group_id: String,
@@ -110,7 +111,7 @@ impl Config {
                 topic_partitions: env.positive("KAFKA_TOPIC_PARTITIONS", 1)?,
                 topic_replication_factor: env.positive("KAFKA_TOPIC_REPLICATION_FACTOR", 1)?,
                 delivery_timeout,
-                linger_ms: env.get("KAFKA_LINGER_MS", 1)?,
+                linger_ms: env.get("KAFKA_LINGER_MS", 0)?,
                 group_id: env.get("KAFKA_GROUP_ID", "events-service-group".to_owned())?,
                 auto_offset_reset,
                 consumers_enabled: env.get("KAFKA_CONSUMERS_ENABLED", true)?,

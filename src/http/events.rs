@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
@@ -33,18 +33,35 @@ pub struct PublishResponse {
 
 type Created = (StatusCode, Json<PublishResponse>);
 
+/// The answers of every publishing route, for the OpenAPI document only.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Described, never constructed: handlers answer with `Created` or `ApiError`.
+enum PublishResponses {
+    /// Stored in Kafka.
+    #[response(status = 201)]
+    Created(PublishResponse),
+    /// Malformed JSON or an invalid event.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// The body is larger than the limit.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// The body is not JSON.
+    #[response(status = 415)]
+    NotJson(ErrorBody),
+    /// Kafka refused the event or did not acknowledge it in time.
+    #[response(status = 500)]
+    KafkaFailed(ErrorBody),
+    /// The producer's queue is full; retry after `Retry-After` seconds.
+    #[response(status = 503)]
+    Busy(ErrorBody),
+}
+
 /// Publish a movie event.
 #[utoipa::path(
     post, path = "/api/events/movie", tag = "events",
     request_body = MovieEvent,
-    responses(
-        (status = 201, description = "Stored in Kafka", body = PublishResponse),
-        (status = 400, description = "Malformed or invalid event", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 500, description = "Kafka failed or timed out", body = ErrorBody),
-        (status = 503, description = "Producer queue full; retry later", body = ErrorBody),
-    )
+    responses(PublishResponses)
 )]
 pub async fn create_movie_event(
     State(state): State<AppState>,
@@ -59,14 +76,7 @@ pub async fn create_movie_event(
 #[utoipa::path(
     post, path = "/api/events/user", tag = "events",
     request_body = UserEvent,
-    responses(
-        (status = 201, description = "Stored in Kafka", body = PublishResponse),
-        (status = 400, description = "Malformed or invalid event", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 500, description = "Kafka failed or timed out", body = ErrorBody),
-        (status = 503, description = "Producer queue full; retry later", body = ErrorBody),
-    )
+    responses(PublishResponses)
 )]
 pub async fn create_user_event(
     State(state): State<AppState>,
@@ -81,14 +91,7 @@ pub async fn create_user_event(
 #[utoipa::path(
     post, path = "/api/events/payment", tag = "events",
     request_body = PaymentEvent,
-    responses(
-        (status = 201, description = "Stored in Kafka", body = PublishResponse),
-        (status = 400, description = "Malformed or invalid event", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 500, description = "Kafka failed or timed out", body = ErrorBody),
-        (status = 503, description = "Producer queue full; retry later", body = ErrorBody),
-    )
+    responses(PublishResponses)
 )]
 pub async fn create_payment_event(
     State(state): State<AppState>,

@@ -74,15 +74,20 @@ async fn the_seed_log_lines_appear_word_for_word() {
     assert!(status.success(), "exit status {status}");
 }
 
-#[test]
-fn a_bad_setting_stops_start_up_with_a_message_naming_the_variable() {
+/// Runs the binary with only `vars` set, expecting it to fail at start-up; returns its stderr.
+fn failed_start_up(vars: &[(&str, &str)]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_events-service"))
         .env_clear()
-        .env("PORT", "not-a-port")
+        .envs(vars.iter().copied())
         .output()
         .expect("the binary runs");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "started with {vars:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_with_a_message_naming_the_variable() {
+    let stderr = failed_start_up(&[("PORT", "not-a-port")]);
     assert!(
         stderr.contains("PORT") && stderr.contains("not-a-port"),
         "stderr: {stderr}"
@@ -91,14 +96,7 @@ fn a_bad_setting_stops_start_up_with_a_message_naming_the_variable() {
 
 #[test]
 fn a_librdkafka_option_it_does_not_know_stops_start_up_and_is_named() {
-    let output = Command::new(env!("CARGO_BIN_EXE_events-service"))
-        .env_clear()
-        .env("PORT", "0")
-        .env("RDKAFKA_NO_SUCH_PROPERTY", "1")
-        .output()
-        .expect("the binary runs");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failed_start_up(&[("PORT", "0"), ("RDKAFKA_NO_SUCH_PROPERTY", "1")]);
     assert!(
         stderr.contains("no.such.property") && stderr.contains("RDKAFKA_"),
         "stderr: {stderr}"
