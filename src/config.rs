@@ -36,6 +36,11 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// `SHUTDOWN_TIMEOUT_MS`: how long shutdown may take in all (default 20 s).
     pub shutdown_timeout: Duration,
+    /// `HTTP_MAX_CONCURRENT_REQUESTS`: event requests served at once; more are answered 503 at
+    /// once (default 1024).
+    pub max_concurrent_requests: usize,
+    /// `BATCH_MAX_EVENTS`: the most events one batch request may hold (default 1000).
+    pub batch_max_events: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +56,9 @@ pub struct KafkaConfig {
     /// `KAFKA_DELIVERY_TIMEOUT_MS`: how long the producer tries to deliver an event before the
     /// request fails with 500 (librdkafka's `message.timeout.ms`; default 5 s).
     pub delivery_timeout: Duration,
+    /// `KAFKA_MAX_QUEUED_EVENTS`: events the producer holds at most while they await the
+    /// broker's acknowledgement; beyond it requests are answered 503 (default 100000).
+    pub max_queued_events: usize,
     /// `KAFKA_LINGER_MS`: how long the producer waits to fill a batch (default 0: send at once;
     /// under load, records still batch up behind the requests in flight).
     pub linger_ms: u32,
@@ -104,6 +112,8 @@ impl Config {
                 body_limit_bytes: env.positive("HTTP_BODY_LIMIT_BYTES", 1024 * 1024)?,
                 request_timeout,
                 shutdown_timeout: env.millis("SHUTDOWN_TIMEOUT_MS", 20_000)?,
+                max_concurrent_requests: env.positive("HTTP_MAX_CONCURRENT_REQUESTS", 1024)?,
+                batch_max_events: env.positive("BATCH_MAX_EVENTS", 1000)?,
             },
             kafka: KafkaConfig {
                 brokers,
@@ -111,6 +121,7 @@ impl Config {
                 topic_partitions: env.positive("KAFKA_TOPIC_PARTITIONS", 1)?,
                 topic_replication_factor: env.positive("KAFKA_TOPIC_REPLICATION_FACTOR", 1)?,
                 delivery_timeout,
+                max_queued_events: env.positive("KAFKA_MAX_QUEUED_EVENTS", 100_000)?,
                 linger_ms: env.get("KAFKA_LINGER_MS", 0)?,
                 group_id: env.get("KAFKA_GROUP_ID", "events-service-group".to_owned())?,
                 auto_offset_reset,
@@ -206,6 +217,9 @@ mod tests {
             ("KAFKA_AUTO_OFFSET_RESET", "middle"),
             ("KAFKA_BROKERS", "a:1,,b:2"),
             ("HOST", "not an ip"),
+            ("BATCH_MAX_EVENTS", "0"),
+            ("HTTP_MAX_CONCURRENT_REQUESTS", "many"),
+            ("KAFKA_MAX_QUEUED_EVENTS", "-1"),
         ] {
             let err = format!("{:#}", config(&[(name, value)]).unwrap_err());
             assert!(err.contains(name), "error for {name}={value} was {err:?}");

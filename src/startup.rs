@@ -69,14 +69,16 @@ impl Application {
             publisher: publisher.clone(),
             topics,
             kafka_status: kafka_status.clone(),
-        };
-        let limits = Limits {
-            body_bytes: config.http.body_limit_bytes,
-            request_timeout: config.http.request_timeout,
+            limits: Limits {
+                body_bytes: config.http.body_limit_bytes,
+                request_timeout: config.http.request_timeout,
+                concurrent_requests: config.http.max_concurrent_requests,
+                batch_max_events: config.http.batch_max_events,
+            },
         };
         Ok(Self {
             listener,
-            router: http::router(state, limits),
+            router: http::router(state),
             publisher,
             processed,
             kafka_status,

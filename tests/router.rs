@@ -1,6 +1,7 @@
 //! In-process tests of the HTTP edge: status codes, error bodies and the records handed to the
 //! publisher, with an in-memory publisher standing in for Kafka.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,11 +28,14 @@ enum Outcome {
 struct FakePublisher {
     outcome: Outcome,
     published: Mutex<Vec<OutgoingRecord>>,
+    /// Calls of `publish` so far, stored or not.
+    calls: AtomicUsize,
 }
 
 #[async_trait]
 impl EventPublisher for FakePublisher {
     async fn publish(&self, record: OutgoingRecord) -> Result<Delivery, PublishError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         match self.outcome {
             Outcome::Stored => {
                 let mut published = self.published.lock().unwrap();
@@ -58,6 +62,7 @@ fn app_with(outcome: Outcome, limits: Limits) -> TestApp {
     let publisher = Arc::new(FakePublisher {
         outcome,
         published: Mutex::new(Vec::new()),
+        calls: AtomicUsize::new(0),
     });
     let topics = Arc::new(Topics::new(""));
     let (status, kafka_status) = watch::channel(KafkaStatus::unknown(topics.all()));
@@ -65,22 +70,24 @@ fn app_with(outcome: Outcome, limits: Limits) -> TestApp {
         publisher: publisher.clone(),
         topics,
         kafka_status,
+        limits,
     };
     TestApp {
-        router: router(state, limits),
+        router: router(state),
         publisher,
         status,
     }
 }
 
+const LIMITS: Limits = Limits {
+    body_bytes: 1024 * 1024,
+    request_timeout: Duration::from_secs(5),
+    concurrent_requests: 64,
+    batch_max_events: 10,
+};
+
 fn app(outcome: Outcome) -> TestApp {
-    app_with(
-        outcome,
-        Limits {
-            body_bytes: 1024 * 1024,
-            request_timeout: Duration::from_secs(5),
-        },
-    )
+    app_with(outcome, LIMITS)
 }
 
 impl TestApp {
@@ -255,7 +262,7 @@ async fn a_body_over_the_limit_is_a_413() {
         Outcome::Stored,
         Limits {
             body_bytes: 100,
-            request_timeout: Duration::from_secs(5),
+            ..LIMITS
         },
     );
     let mut body = movie();
@@ -326,8 +333,8 @@ async fn a_request_that_outlives_the_timeout_is_answered_408() {
     let app = app_with(
         Outcome::Hang,
         Limits {
-            body_bytes: 1024,
             request_timeout: Duration::from_millis(50),
+            ..LIMITS
         },
     );
     let (status, body) = app.post("/api/events/movie", movie().to_string()).await;
@@ -404,4 +411,191 @@ async fn the_openapi_document_describes_the_validation_rules() {
         json!(["completed", "failed", "pending", "refunded"])
     );
     assert_eq!(schemas["Amount"]["minimum"], 0.0);
+}
+
+fn batch_of(items: &[(&str, Value)]) -> Value {
+    Value::Array(
+        items
+            .iter()
+            .map(|(kind, body)| {
+                let mut item = body.clone();
+                item["type"] = json!(kind);
+                item
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn a_valid_batch_is_published_and_answered_item_by_item_in_order() {
+    let app = app(Outcome::Stored);
+    let batch = batch_of(&[("payment", payment()), ("movie", movie()), ("user", user())]);
+    let (status, response) = app.post("/api/events/batch", batch.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{response}");
+    assert_eq!(response["status"], "success");
+    let results = response["results"].as_array().unwrap();
+    let topics: Vec<&str> = results
+        .iter()
+        .map(|r| r["topic"].as_str().unwrap())
+        .collect();
+    assert_eq!(topics, ["payment-events", "movie-events", "user-events"]);
+    assert!(
+        results
+            .iter()
+            .all(|r| r["status"] == "success" && r["partition"] == 2)
+    );
+    assert_eq!(
+        results[1]["event"]["payload"],
+        movie(),
+        "the type field is not part of the payload"
+    );
+
+    let published = app.published();
+    assert_eq!(published.len(), 3);
+    for (record, result) in published.iter().zip(results) {
+        assert_eq!(
+            serde_json::from_slice::<Value>(&record.value).unwrap(),
+            result["event"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_batch_with_invalid_items_names_each_by_index_and_field_and_publishes_nothing() {
+    let app = app(Outcome::Stored);
+    let mut broken = movie();
+    broken["rating"] = json!(42);
+    let batch = json!([
+        {"type": "movie", "movie_id": 1, "title": "Fine", "action": "viewed"},
+        {"type": "movie", "movie_id": 1, "title": "Broken", "action": "viewed", "rating": 42},
+        {"type": "podcast"},
+        {"type": "payment", "payment_id": 1},
+    ]);
+    let (status, response) = app.post("/api/events/batch", batch.to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{response}");
+    let items: Vec<(u64, Vec<&str>)> = response["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            let fields = item["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["field"].as_str().unwrap())
+                .collect();
+            (item["index"].as_u64().unwrap(), fields)
+        })
+        .collect();
+    assert_eq!(
+        items,
+        [
+            (1, vec!["rating"]),
+            (2, vec!["type"]),
+            (3, vec!["user_id", "amount", "status"])
+        ]
+    );
+    assert!(app.published().is_empty());
+}
+
+#[tokio::test]
+async fn empty_oversized_and_non_array_batches_are_refused() {
+    let app = app(Outcome::Stored);
+    let (status, body) = app.post("/api/events/batch", "[]").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("the batch is empty"))
+    );
+    let eleven = Value::Array(vec![batch_of(&[("movie", movie())])[0].clone(); 11]);
+    let (status, body) = app.post("/api/events/batch", eleven.to_string()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["error"], "a batch may hold at most 10 events");
+    let (status, body) = app.post("/api/events/batch", movie().to_string()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            Some("the request body must be a JSON array")
+        )
+    );
+    assert!(app.published().is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_kafka_did_not_store_is_a_500_saying_so_per_item() {
+    let app = app(Outcome::TimedOut);
+    let batch = batch_of(&[("movie", movie()), ("user", user())]);
+    let (status, response) = app.post("/api/events/batch", batch.to_string()).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(response["error"], "2 of 2 events were not stored");
+    for result in response["results"].as_array().unwrap() {
+        assert_eq!(result["status"], "error");
+        assert_eq!(
+            result["error"],
+            "Kafka did not acknowledge the event within 5000 ms"
+        );
+        assert!(result["event"]["id"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn a_batch_that_found_the_queue_full_is_a_503_with_retry_after() {
+    let app = app(Outcome::QueueFull);
+    let batch = batch_of(&[("movie", movie())]);
+    let request = Request::post("/api/events/batch")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(batch.to_string()))
+        .unwrap();
+    let (status, headers, body) = app.send(request).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+    assert_eq!(body["results"][0]["status"], "error");
+}
+
+#[tokio::test]
+async fn requests_beyond_the_concurrency_limit_are_shed_at_once_with_503_but_health_is_not() {
+    let app = app_with(
+        Outcome::Hang,
+        Limits {
+            concurrent_requests: 2,
+            ..LIMITS
+        },
+    );
+    let hanging: Vec<_> = (0..2)
+        .map(|_| {
+            let router = app.router.clone();
+            tokio::spawn(async move {
+                let request = Request::post("/api/events/movie")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(movie().to_string()))
+                    .unwrap();
+                router.oneshot(request).await
+            })
+        })
+        .collect();
+    // The two hanging requests hold both slots once the fake publisher has them.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while app.publisher.calls.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("both hanging requests reach the publisher");
+    let request = Request::post("/api/events/user")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(user().to_string()))
+        .unwrap();
+    let (status, headers, body) = tokio::time::timeout(Duration::from_secs(1), app.send(request))
+        .await
+        .expect("a shed request is answered at once");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+    assert_eq!(body["error"], "the service is at capacity; retry later");
+    let live = Request::get("/api/events/health/live")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.send(live).await.0, StatusCode::OK);
+    for request in hanging {
+        request.abort();
+    }
 }

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::fields::{EntityId, Timestamp};
+use serde_json::{Map, Value};
+
+use super::fields::{EntityId, FromJson, Timestamp, ValidationErrors, enum_from_json};
 use super::{MovieEvent, PaymentEvent, UserEvent};
 
 /// The kind of an event; each kind has a topic of its own.
@@ -39,6 +41,12 @@ impl EventType {
     }
 }
 
+impl FromJson for EventType {
+    fn from_json(value: &Value) -> Result<Self, String> {
+        enum_from_json(value, &EventType::ALL.map(EventType::as_str))
+    }
+}
+
 impl fmt::Display for EventType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -55,6 +63,19 @@ pub enum EventPayload {
 }
 
 impl EventPayload {
+    /// Validates `body` as an event of `event_type` received at `received_at`.
+    pub fn parse(
+        event_type: EventType,
+        body: &Map<String, Value>,
+        received_at: Timestamp,
+    ) -> Result<Self, ValidationErrors> {
+        Ok(match event_type {
+            EventType::Movie => MovieEvent::try_from(body)?.into(),
+            EventType::User => UserEvent::parse(body, received_at)?.into(),
+            EventType::Payment => PaymentEvent::parse(body, received_at)?.into(),
+        })
+    }
+
     pub fn event_type(&self) -> EventType {
         match self {
             EventPayload::Movie(_) => EventType::Movie,

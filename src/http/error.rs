@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::{FieldError, ValidationErrors};
+use crate::domain::{BatchErrors, FieldError, ItemErrors, ValidationErrors};
 use crate::kafka::PublishError;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +17,14 @@ pub enum ApiError {
     BadRequest(String),
     #[error("invalid event: {0}")]
     Invalid(ValidationErrors),
+    #[error("invalid events in the batch: {0}")]
+    InvalidBatch(BatchErrors),
+    #[error("the batch is empty")]
+    EmptyBatch,
+    #[error("a batch may hold at most {0} events")]
+    BatchTooLarge(usize),
+    #[error("the service is at capacity; retry later")]
+    Overloaded,
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
     #[error("the request body is larger than {0} bytes")]
@@ -39,26 +47,41 @@ impl From<ValidationErrors> for ApiError {
     }
 }
 
+impl From<BatchErrors> for ApiError {
+    fn from(errors: BatchErrors) -> Self {
+        ApiError::InvalidBatch(errors)
+    }
+}
+
 /// The body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// What went wrong, for a person to read.
     pub error: String,
-    /// For invalid events: each broken field.
+    /// For an invalid event: each broken field.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fields: Option<Vec<FieldError>>,
+    /// For an invalid batch: each broken item, by index, with its broken fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<ItemErrors>>,
 }
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_)
+            | ApiError::Invalid(_)
+            | ApiError::InvalidBatch(_)
+            | ApiError::EmptyBatch => StatusCode::BAD_REQUEST,
+            ApiError::BatchTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Publish(PublishError::QueueFull) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Publish(PublishError::QueueFull) | ApiError::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Publish(_) | ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -70,19 +93,30 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!("[PRODUCER] Request failed: {self}");
         }
-        let body = ErrorBody {
+        let mut body = ErrorBody {
             error: self.to_string(),
-            fields: match self {
-                ApiError::Invalid(errors) => Some(errors.0),
-                _ => None,
-            },
+            fields: None,
+            items: None,
         };
-        let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        match self {
+            ApiError::Invalid(errors) => body.fields = Some(errors.0),
+            ApiError::InvalidBatch(errors) => body.items = Some(errors.0),
+            _ => {}
         }
-        response
+        with_retry_after(status, (status, Json(body)).into_response())
     }
+}
+
+/// How long a client should wait before retrying a 503, in seconds.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// Adds `Retry-After` to a 503: the client may retry once the load has passed.
+pub fn with_retry_after(status: StatusCode, mut response: Response) -> Response {
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+        );
+    }
+    response
 }

@@ -4,15 +4,18 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::{IntoResponses, ToSchema};
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody};
-use super::extract::JsonObject;
-use crate::domain::{Event, EventPayload, MovieEvent, PaymentEvent, Timestamp, UserEvent};
-use crate::kafka::OutgoingRecord;
+use super::error::{ApiError, ErrorBody, with_retry_after};
+use super::extract::{JsonArray, JsonObject};
+use crate::domain::{
+    BatchItem, Event, EventPayload, MovieEvent, PaymentEvent, Timestamp, UserEvent, parse_batch,
+};
+use crate::kafka::{Delivery, OutgoingRecord, PublishError};
 
 /// The answer to a stored event.
 #[derive(Debug, Serialize, ToSchema)]
@@ -32,6 +35,64 @@ pub struct PublishResponse {
 }
 
 type Created = (StatusCode, Json<PublishResponse>);
+
+/// The answer to a batch.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// `success` when every event was stored, else `error`.
+    pub status: &'static str,
+    /// How many events were not stored, when some were not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// One result per item, in the order of the request.
+    pub results: Vec<ItemResult>,
+}
+
+/// What became of one item of a batch.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ItemResult {
+    Stored(PublishResponse),
+    Failed(FailedItem),
+}
+
+/// An item Kafka did not store (or did not confirm in time).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailedItem {
+    /// Always `error`.
+    #[schema(example = "error")]
+    pub status: &'static str,
+    pub error: String,
+    /// The event as it would have been stored.
+    #[schema(value_type = Event)]
+    pub event: Box<RawValue>,
+}
+
+/// The answers of the batch route, for the OpenAPI document only.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Described, never constructed: the handler builds its answers directly.
+enum BatchResponses {
+    /// Every event was stored.
+    #[response(status = 201)]
+    Created(BatchResponse),
+    /// Malformed JSON, an empty batch, or invalid items (each named in `items`); nothing was
+    /// published.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// The body or the batch is larger than its limit.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// The body is not JSON.
+    #[response(status = 415)]
+    NotJson(ErrorBody),
+    /// Some events were not stored; `results` says which.
+    #[response(status = 500)]
+    KafkaFailed(BatchResponse),
+    /// At capacity: nothing was published (an `ErrorBody`), or some events found the queue full
+    /// (a `BatchResponse`). Retry after `Retry-After` seconds.
+    #[response(status = 503)]
+    Busy(ErrorBody),
+}
 
 /// The answers of every publishing route, for the OpenAPI document only.
 #[derive(IntoResponses)]
@@ -102,32 +163,133 @@ pub async fn create_payment_event(
     publish(&state, event.into(), received_at).await
 }
 
-async fn publish(
+/// Publish several events of any types at once.
+///
+/// Every item is validated before anything is published: one invalid item fails the batch with
+/// 400, naming each bad item and field. The events are then published concurrently. 201 means
+/// every event is stored; otherwise the answer is 500 (503 when the only trouble was a full
+/// queue) and `results` says, item by item, which were stored and which not.
+#[utoipa::path(
+    post, path = "/api/events/batch", tag = "events",
+    request_body(content = Vec<BatchItem>, description = "Up to BATCH_MAX_EVENTS (default 1000) typed events"),
+    responses(BatchResponses)
+)]
+pub async fn create_batch(
+    State(state): State<AppState>,
+    JsonArray(items): JsonArray,
+) -> Result<Response, ApiError> {
+    if items.is_empty() {
+        return Err(ApiError::EmptyBatch);
+    }
+    if items.len() > state.limits.batch_max_events {
+        return Err(ApiError::BatchTooLarge(state.limits.batch_max_events));
+    }
+    let received_at = Timestamp::now();
+    let mut events = Vec::with_capacity(items.len());
+    let mut records = Vec::with_capacity(items.len());
+    for payload in parse_batch(&items, received_at)? {
+        let (event, raw, record) = prepare(&state, payload, received_at)?;
+        events.push((event, raw));
+        records.push(record);
+    }
+    let outcomes = state.publisher.publish_batch(records).await?;
+
+    let mut failures = 0;
+    let mut only_queue_full = true;
+    let results: Vec<ItemResult> = events
+        .into_iter()
+        .zip(outcomes)
+        .map(|((event, raw), outcome)| match outcome {
+            Ok(delivery) => ItemResult::Stored(stored(&state, &event, raw, delivery)),
+            Err(error) => {
+                failures += 1;
+                only_queue_full &= matches!(error, PublishError::QueueFull);
+                tracing::error!(
+                    "[PRODUCER] Could not publish {} event {}: {error}",
+                    event.event_type,
+                    event.id
+                );
+                ItemResult::Failed(FailedItem {
+                    status: "error",
+                    error: error.to_string(),
+                    event: raw,
+                })
+            }
+        })
+        .collect();
+    let (status, error) = match failures {
+        0 => (StatusCode::CREATED, None),
+        n if only_queue_full => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(format!(
+                "{n} of {} events were not stored: the producer's queue is full",
+                results.len()
+            )),
+        ),
+        n => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some(format!("{n} of {} events were not stored", results.len())),
+        ),
+    };
+    let body = BatchResponse {
+        status: if error.is_none() { "success" } else { "error" },
+        error,
+        results,
+    };
+    Ok(with_retry_after(
+        status,
+        (status, Json(body)).into_response(),
+    ))
+}
+
+/// Serialises `payload` into its event and record. The event is serialised once: the same bytes
+/// become the record's value and the response's `event`.
+fn prepare(
     state: &AppState,
     payload: EventPayload,
     received_at: Timestamp,
-) -> Result<Created, ApiError> {
+) -> Result<(Event, Box<RawValue>, OutgoingRecord), ApiError> {
     let event = Event::new(payload, received_at);
-    // Serialised once: the same bytes become the record's value and the response's `event`.
     let raw = serde_json::value::to_raw_value(&event).map_err(|error| {
         tracing::error!("could not serialise event {}: {error}", event.id);
         ApiError::Internal
     })?;
     let topic = state.topics.topic(event.event_type).to_owned();
-    let record = OutgoingRecord::for_event(&event, raw.get().as_bytes().to_vec(), topic.clone());
-    let delivery = state.publisher.publish(record).await?;
+    let record = OutgoingRecord::for_event(&event, raw.get().as_bytes().to_vec(), topic);
+    Ok((event, raw, record))
+}
+
+/// Logs a stored event in the seed's words and describes where it is.
+fn stored(
+    state: &AppState,
+    event: &Event,
+    raw: Box<RawValue>,
+    delivery: Delivery,
+) -> PublishResponse {
     tracing::info!(
         "[PRODUCER] Published {} event: {}, {}",
         event.event_type,
         event.id,
         event.payload
     );
-    let response = PublishResponse {
+    PublishResponse {
         status: "success",
-        topic,
+        topic: state.topics.topic(event.event_type).to_owned(),
         partition: delivery.partition,
         offset: delivery.offset,
         event: raw,
-    };
-    Ok((StatusCode::CREATED, Json(response)))
+    }
+}
+
+async fn publish(
+    state: &AppState,
+    payload: EventPayload,
+    received_at: Timestamp,
+) -> Result<Created, ApiError> {
+    let (event, raw, record) = prepare(state, payload, received_at)?;
+    let delivery = state.publisher.publish(record).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(stored(state, &event, raw, delivery)),
+    ))
 }

@@ -1,5 +1,5 @@
-//! The JSON body extractor. axum's own `Json` answers bad input with plain-text errors; this one
-//! answers with ours, and hands the handler a JSON object for the domain parsers to validate.
+//! The JSON body extractors. axum's own `Json` answers bad input with plain-text errors; these
+//! answer with ours, and hand the handler plain JSON for the domain parsers to validate.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -11,25 +11,50 @@ use super::error::ApiError;
 /// A request body that is a JSON object, sent as `application/json` (or `application/*+json`).
 pub struct JsonObject(pub Map<String, Value>);
 
+/// A request body that is a JSON array, sent as JSON.
+pub struct JsonArray(pub Vec<Value>);
+
 impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        if !is_json(request.headers().get(header::CONTENT_TYPE)) {
-            return Err(ApiError::UnsupportedMediaType);
+        match read_json(request, state).await? {
+            Value::Object(object) => Ok(JsonObject(object)),
+            _ => Err(ApiError::BadRequest(
+                "the request body must be a JSON object".into(),
+            )),
         }
-        let limit = body_limit(&request);
-        let body = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge(limit)
-                } else {
-                    ApiError::BadRequest(format!("could not read the request body: {rejection}"))
-                }
-            })?;
-        parse_object(&body).map(JsonObject)
     }
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonArray {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match read_json(request, state).await? {
+            Value::Array(items) => Ok(JsonArray(items)),
+            _ => Err(ApiError::BadRequest(
+                "the request body must be a JSON array".into(),
+            )),
+        }
+    }
+}
+
+async fn read_json<S: Send + Sync>(request: Request, state: &S) -> Result<Value, ApiError> {
+    if !is_json(request.headers().get(header::CONTENT_TYPE)) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let limit = body_limit(&request);
+    let body = Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(limit)
+            } else {
+                ApiError::BadRequest(format!("could not read the request body: {rejection}"))
+            }
+        })?;
+    parse_json(&body)
 }
 
 /// The body limit in force, for the error message (set by the router as an extension).
@@ -60,17 +85,12 @@ fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
             .is_some_and(|subtype| subtype.ends_with("+json"))
 }
 
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest("the request body is empty".into()));
     }
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(ApiError::BadRequest(
-            "the request body must be a JSON object".into(),
-        )),
-        Err(error) => Err(ApiError::BadRequest(format!("malformed JSON: {error}"))),
-    }
+    serde_json::from_slice(body)
+        .map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))
 }
 
 #[cfg(test)]
@@ -105,19 +125,11 @@ mod tests {
     }
 
     #[test]
-    fn only_objects_are_accepted() {
-        assert!(parse_object(br#"{"a": 1}"#).is_ok());
-        for bad in [
-            &b""[..],
-            b"  \n",
-            b"[1]",
-            b"null",
-            b"\"x\"",
-            b"{",
-            b"{\"a\":}",
-        ] {
+    fn empty_and_malformed_bodies_are_bad_requests() {
+        assert!(parse_json(br#"{"a": 1}"#).is_ok());
+        for bad in [&b""[..], b"  \n", b"{", b"{\"a\":}", b"[1,]"] {
             assert!(
-                matches!(parse_object(bad), Err(ApiError::BadRequest(_))),
+                matches!(parse_json(bad), Err(ApiError::BadRequest(_))),
                 "{bad:?}"
             );
         }

@@ -1,4 +1,4 @@
-//! The HTTP edge: routes, the JSON extractor, the error type and the OpenAPI document.
+//! The HTTP edge: routes, the JSON extractors, the error type and the OpenAPI document.
 
 mod error;
 mod events;
@@ -17,9 +17,10 @@ use axum::routing::{get, post};
 use axum::{BoxError, Router};
 use tokio::sync::watch;
 use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
 
 pub use error::{ApiError, ErrorBody};
-pub use events::PublishResponse;
+pub use events::{BatchResponse, PublishResponse};
 pub use openapi::ApiDoc;
 
 use crate::kafka::topics::Topics;
@@ -32,19 +33,41 @@ pub struct AppState {
     pub publisher: Arc<dyn EventPublisher>,
     pub topics: Arc<Topics>,
     pub kafka_status: watch::Receiver<KafkaStatus>,
+    pub limits: Limits,
 }
 
-/// The limits the router enforces on every request.
+/// The limits the router enforces.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub body_bytes: usize,
     pub request_timeout: Duration,
+    /// Event requests served at once; more are answered 503 at once.
+    pub concurrent_requests: usize,
+    pub batch_max_events: usize,
 }
 
 /// The service's routes over `state`.
-pub fn router(state: AppState, limits: Limits) -> Router {
+pub fn router(state: AppState) -> Router {
+    let limits = state.limits;
     let openapi: Arc<str> = openapi::document().into();
     let request_timeout_ms = limits.request_timeout.as_millis();
+    // Publishing routes shed load beyond their concurrency limit instead of queueing it, so that
+    // memory stays bounded and clients hear at once that they should back off. Health and the
+    // document are never shed: an orchestrator must not restart a service for being busy.
+    let publishing = Router::new()
+        .route("/api/events/movie", post(events::create_movie_event))
+        .route("/api/events/user", post(events::create_user_event))
+        .route("/api/events/payment", post(events::create_payment_event))
+        .route("/api/events/batch", post(events::create_batch))
+        .route_layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: BoxError| async {
+                    ApiError::Overloaded
+                }))
+                .load_shed()
+                // Global: axum applies a route layer to each route, and the limit is for all.
+                .layer(GlobalConcurrencyLimitLayer::new(limits.concurrent_requests)),
+        );
     Router::new()
         .route("/api/events/health", get(health::health))
         .route("/api/events/health/live", get(health::live))
@@ -57,9 +80,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
                 )
             }),
         )
-        .route("/api/events/movie", post(events::create_movie_event))
-        .route("/api/events/user", post(events::create_user_event))
-        .route("/api/events/payment", post(events::create_payment_event))
+        .merge(publishing)
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(

@@ -14,6 +14,7 @@ use super::{events, health};
         events::create_movie_event,
         events::create_user_event,
         events::create_payment_event,
+        events::create_batch,
         health::health,
         health::live,
     ),

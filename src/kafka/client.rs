@@ -14,6 +14,9 @@ fn with_options(mut config: ClientConfig, options: &BTreeMap<String, String>) ->
     config
 }
 
+/// The producer queue's size limit in KiB (librdkafka's default is 1 GiB).
+const QUEUE_MAX_KBYTES: u32 = 64 * 1024;
+
 /// The settings every client shares: brokers, then the `RDKAFKA_*` pass-through options.
 pub fn common(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
@@ -34,7 +37,14 @@ pub fn producer(kafka: &KafkaConfig) -> ClientConfig {
             kafka.delivery_timeout.as_millis().to_string(),
         )
         .set("linger.ms", kafka.linger_ms.to_string())
-        .set("socket.nagle.disable", "true");
+        .set("socket.nagle.disable", "true")
+        // The queue bounds the events in flight, and so the memory they take: a request that
+        // finds it full is answered 503 at once.
+        .set(
+            "queue.buffering.max.messages",
+            kafka.max_queued_events.to_string(),
+        )
+        .set("queue.buffering.max.kbytes", QUEUE_MAX_KBYTES.to_string());
     with_options(config, &kafka.producer_options)
 }
 

@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use futures::future::join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::client;
 use super::publisher::{Delivery, EventPublisher, OutgoingRecord, PublishError};
@@ -19,18 +20,26 @@ const REPORT_GRACE: Duration = Duration::from_secs(1);
 pub struct KafkaPublisher {
     producer: FutureProducer,
     delivery_timeout: Duration,
+    /// The producer queue's capacity in records (`queue.buffering.max.messages`).
+    queue_capacity: usize,
 }
 
 impl KafkaPublisher {
     /// Creates the producer. It connects lazily: this succeeds while the broker is down, and
     /// fails only on a configuration librdkafka rejects (for example a bad `RDKAFKA_*` option).
     pub fn new(kafka: &KafkaConfig) -> anyhow::Result<Self> {
-        let producer = client::producer(kafka).create().context(
+        let config = client::producer(kafka);
+        let queue_capacity = config
+            .get("queue.buffering.max.messages")
+            .and_then(|n| n.parse().ok())
+            .context("queue.buffering.max.messages must be a number")?;
+        let producer = config.create().context(
             "librdkafka rejected the producer configuration (check the RDKAFKA_* variables)",
         )?;
         Ok(Self {
             producer,
             delivery_timeout: kafka.delivery_timeout,
+            queue_capacity,
         })
     }
 
@@ -43,11 +52,9 @@ impl KafkaPublisher {
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producer.flush(timeout)
     }
-}
 
-#[async_trait]
-impl EventPublisher for KafkaPublisher {
-    async fn publish(&self, record: OutgoingRecord) -> Result<Delivery, PublishError> {
+    /// Hands `record` to librdkafka's queue (which copies it) without waiting for anything.
+    fn enqueue(&self, record: &OutgoingRecord) -> Result<DeliveryFuture, PublishError> {
         let headers = record.headers.iter().fold(
             OwnedHeaders::new_with_capacity(record.headers.len()),
             |h, (key, value)| {
@@ -62,28 +69,59 @@ impl EventPublisher for KafkaPublisher {
             .payload(&record.value)
             .headers(headers);
         // `send_result` hands a full queue back at once; `send` would sleep and retry.
-        let delivery = self
-            .producer
+        self.producer
             .send_result(future_record)
-            .map_err(|(error, _)| classify(error, self.delivery_timeout))?;
+            .map_err(|(error, _)| self.classify(error))
+    }
+
+    /// Waits for the broker's acknowledgement of an enqueued record, never past the timeout.
+    async fn delivered(&self, delivery: DeliveryFuture) -> Result<Delivery, PublishError> {
         match tokio::time::timeout(self.delivery_timeout + REPORT_GRACE, delivery).await {
             Ok(Ok(Ok(stored))) => Ok(Delivery {
                 partition: stored.partition,
                 offset: stored.offset,
             }),
-            Ok(Ok(Err((error, _)))) => Err(classify(error, self.delivery_timeout)),
+            Ok(Ok(Err((error, _)))) => Err(self.classify(error)),
             Ok(Err(_canceled)) => Err(PublishError::Failed("the producer was shut down".into())),
             Err(_elapsed) => Err(PublishError::TimedOut(self.delivery_timeout.as_millis())),
         }
     }
+
+    fn classify(&self, error: KafkaError) -> PublishError {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::QueueFull) => PublishError::QueueFull,
+            Some(RDKafkaErrorCode::MessageTimedOut) => {
+                PublishError::TimedOut(self.delivery_timeout.as_millis())
+            }
+            _ => PublishError::Failed(error.to_string()),
+        }
+    }
 }
 
-fn classify(error: KafkaError, delivery_timeout: Duration) -> PublishError {
-    match error.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::QueueFull) => PublishError::QueueFull,
-        Some(RDKafkaErrorCode::MessageTimedOut) => {
-            PublishError::TimedOut(delivery_timeout.as_millis())
+#[async_trait]
+impl EventPublisher for KafkaPublisher {
+    async fn publish(&self, record: OutgoingRecord) -> Result<Delivery, PublishError> {
+        let delivery = self.enqueue(&record)?;
+        self.delivered(delivery).await
+    }
+
+    async fn publish_batch(
+        &self,
+        records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<Result<Delivery, PublishError>>, PublishError> {
+        // Refuse a batch that cannot fit rather than publish part of it. Other requests may
+        // still fill the queue meanwhile; those records then fail one by one with QueueFull.
+        let queued = usize::try_from(self.producer.in_flight_count()).unwrap_or(0);
+        if queued + records.len() > self.queue_capacity {
+            return Err(PublishError::QueueFull);
         }
-        _ => PublishError::Failed(error.to_string()),
+        // Everything is queued before anything is awaited, so the batch travels together.
+        let deliveries: Vec<_> = records.iter().map(|r| self.enqueue(r)).collect();
+        Ok(join_all(
+            deliveries
+                .into_iter()
+                .map(|delivery| async move { self.delivered(delivery?).await }),
+        )
+        .await)
     }
 }

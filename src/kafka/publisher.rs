@@ -69,4 +69,14 @@ pub trait EventPublisher: Send + Sync + 'static {
     /// Resolves once the broker has acknowledged the record (acks=all) or it has failed; never
     /// later than the configured delivery timeout.
     async fn publish(&self, record: OutgoingRecord) -> Result<Delivery, PublishError>;
+
+    /// Publishes `records` concurrently, with one result per record in their order. Fails as a
+    /// whole, publishing nothing, only when the batch cannot be taken on now
+    /// ([`PublishError::QueueFull`]).
+    async fn publish_batch(
+        &self,
+        records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<Result<Delivery, PublishError>>, PublishError> {
+        Ok(futures::future::join_all(records.into_iter().map(|r| self.publish(r))).await)
+    }
 }

@@ -1,5 +1,6 @@
 //! Integration tests against a real Apache Kafka broker (see `helpers::brokers`).
 
+mod batch;
 mod consumers;
 mod health;
 mod helpers;
