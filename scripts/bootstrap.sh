@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Makes sure the tools the build and the local broker need are installed, installing Debian's
-# packages where they are missing (as root) and Rust through rustup's toolchain file. Called by
-# scripts/run.sh and scripts/test.sh; safe to run again.
+# Makes sure the tools the build, the tests and the local broker need are installed, installing
+# Debian's packages where they are missing (as root). Rust itself (1.85 or newer, for edition
+# 2024) comes from rustup. Called by scripts/run.sh and scripts/test.sh; safe to run again.
 set -euo pipefail
 
 missing=()
@@ -14,6 +14,7 @@ need java openjdk-17-jre-headless   # runs the local Kafka broker
 need mvn maven                      # fetches the broker's jars from Maven Central
 need curl curl                      # the smoke test posts the seed's curl examples
 need kcat kcat                      # the smoke test reads records back independently
+need python3 python3                # the smoke test compares JSON
 [[ -f /usr/include/openssl/ssl.h ]] || missing+=(libssl-dev)   # librdkafka's TLS and SASL/SCRAM
 
 if ((${#missing[@]})); then

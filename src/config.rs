@@ -90,10 +90,28 @@ impl Config {
         let env = Env(vars.into_iter().collect());
         let delivery_timeout = env.millis("KAFKA_DELIVERY_TIMEOUT_MS", 5_000)?;
         let request_timeout = env.millis("HTTP_REQUEST_TIMEOUT_MS", 15_000)?;
-        if request_timeout <= delivery_timeout {
+        let shutdown_timeout = env.millis("SHUTDOWN_TIMEOUT_MS", 20_000)?;
+        let linger_ms: u32 = env.get("KAFKA_LINGER_MS", 0)?;
+        // A Kafka failure must be reported as such (500), not as a request timeout (408), and a
+        // graceful shutdown must be able to finish the requests in flight.
+        if request_timeout <= delivery_timeout + DELIVERY_REPORT_GRACE {
             bail!(
-                "HTTP_REQUEST_TIMEOUT_MS ({} ms) must be longer than KAFKA_DELIVERY_TIMEOUT_MS ({} ms)",
+                "HTTP_REQUEST_TIMEOUT_MS ({} ms) must exceed KAFKA_DELIVERY_TIMEOUT_MS ({} ms) by more than {} ms",
                 request_timeout.as_millis(),
+                delivery_timeout.as_millis(),
+                DELIVERY_REPORT_GRACE.as_millis()
+            );
+        }
+        if shutdown_timeout <= request_timeout {
+            bail!(
+                "SHUTDOWN_TIMEOUT_MS ({} ms) must be longer than HTTP_REQUEST_TIMEOUT_MS ({} ms)",
+                shutdown_timeout.as_millis(),
+                request_timeout.as_millis()
+            );
+        }
+        if u128::from(linger_ms) >= delivery_timeout.as_millis() {
+            bail!(
+                "KAFKA_LINGER_MS ({linger_ms}) must be shorter than KAFKA_DELIVERY_TIMEOUT_MS ({} ms)",
                 delivery_timeout.as_millis()
             );
         }
@@ -111,7 +129,7 @@ impl Config {
                 port: env.get("PORT", 8082)?,
                 body_limit_bytes: env.positive("HTTP_BODY_LIMIT_BYTES", 1024 * 1024)?,
                 request_timeout,
-                shutdown_timeout: env.millis("SHUTDOWN_TIMEOUT_MS", 20_000)?,
+                shutdown_timeout,
                 max_concurrent_requests: env.positive("HTTP_MAX_CONCURRENT_REQUESTS", 1024)?,
                 batch_max_events: env.positive("BATCH_MAX_EVENTS", 1000)?,
             },
@@ -122,19 +140,53 @@ impl Config {
                 topic_replication_factor: env.positive("KAFKA_TOPIC_REPLICATION_FACTOR", 1)?,
                 delivery_timeout,
                 max_queued_events: env.positive("KAFKA_MAX_QUEUED_EVENTS", 100_000)?,
-                linger_ms: env.get("KAFKA_LINGER_MS", 0)?,
+                linger_ms,
                 group_id: env.get("KAFKA_GROUP_ID", "events-service-group".to_owned())?,
                 auto_offset_reset,
                 consumers_enabled: env.get("KAFKA_CONSUMERS_ENABLED", true)?,
                 health_interval: env.millis("KAFKA_HEALTH_INTERVAL_MS", 1_000)?,
-                client_options: env.rdkafka_options("RDKAFKA_", &["PRODUCER_", "CONSUMER_"]),
-                producer_options: env.rdkafka_options("RDKAFKA_PRODUCER_", &[]),
-                consumer_options: env.rdkafka_options("RDKAFKA_CONSUMER_", &[]),
+                client_options: env.rdkafka_options("RDKAFKA_", &["PRODUCER_", "CONSUMER_"])?,
+                producer_options: env.rdkafka_options("RDKAFKA_PRODUCER_", &[])?,
+                consumer_options: env.rdkafka_options("RDKAFKA_CONSUMER_", &[])?,
             },
             log_level: env.get("LOG_LEVEL", "info".to_owned())?,
         })
     }
 }
+
+/// How much longer than the delivery timeout a request waits for the delivery report.
+pub const DELIVERY_REPORT_GRACE: Duration = Duration::from_secs(1);
+
+/// librdkafka properties that pass-through variables may not set, and why.
+const RESERVED_OPTIONS: &[(&str, &str)] = &[
+    ("bootstrap.servers", "set by KAFKA_BROKERS"),
+    ("group.id", "set by KAFKA_GROUP_ID"),
+    ("auto.offset.reset", "set by KAFKA_AUTO_OFFSET_RESET"),
+    ("message.timeout.ms", "set by KAFKA_DELIVERY_TIMEOUT_MS"),
+    ("delivery.timeout.ms", "set by KAFKA_DELIVERY_TIMEOUT_MS"),
+    ("linger.ms", "set by KAFKA_LINGER_MS"),
+    ("queue.buffering.max.ms", "set by KAFKA_LINGER_MS"),
+    (
+        "queue.buffering.max.messages",
+        "set by KAFKA_MAX_QUEUED_EVENTS",
+    ),
+    (
+        "acks",
+        "fixed to all: a 201 promises the event is replicated",
+    ),
+    (
+        "request.required.acks",
+        "fixed to all: a 201 promises the event is replicated",
+    ),
+    (
+        "enable.idempotence",
+        "fixed to true: retries must not duplicate or reorder",
+    ),
+    (
+        "enable.auto.offset.store",
+        "fixed to false: the consumers are at least once",
+    ),
+];
 
 struct Env(BTreeMap<String, String>);
 
@@ -170,18 +222,28 @@ impl Env {
     }
 
     /// librdkafka properties from variables starting with `prefix` (but not with `prefix`
-    /// followed by one of `excluded`, which belong to a narrower scope).
-    fn rdkafka_options(&self, prefix: &str, excluded: &[&str]) -> BTreeMap<String, String> {
-        self.0
-            .iter()
-            .filter_map(|(name, value)| {
-                let rest = name.strip_prefix(prefix)?;
-                if rest.is_empty() || excluded.iter().any(|e| rest.starts_with(e)) {
-                    return None;
-                }
-                Some((rest.to_ascii_lowercase().replace('_', "."), value.clone()))
-            })
-            .collect()
+    /// followed by one of `excluded`, which belong to a narrower scope). Properties the service
+    /// sets from its own variables, or relies on for its guarantees, are refused.
+    fn rdkafka_options(
+        &self,
+        prefix: &str,
+        excluded: &[&str],
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut options = BTreeMap::new();
+        for (name, value) in &self.0 {
+            let Some(rest) = name.strip_prefix(prefix) else {
+                continue;
+            };
+            if rest.is_empty() || excluded.iter().any(|e| rest.starts_with(e)) {
+                continue;
+            }
+            let property = rest.to_ascii_lowercase().replace('_', ".");
+            if let Some((_, instead)) = RESERVED_OPTIONS.iter().find(|(p, _)| *p == property) {
+                bail!("{name} cannot be set: {property} is {instead}");
+            }
+            options.insert(property, value.clone());
+        }
+        Ok(options)
     }
 }
 
@@ -227,16 +289,42 @@ mod tests {
     }
 
     #[test]
-    fn the_request_timeout_must_outlast_the_delivery_timeout() {
-        let err = config(&[("KAFKA_DELIVERY_TIMEOUT_MS", "20000")]).unwrap_err();
-        assert!(err.to_string().contains("HTTP_REQUEST_TIMEOUT_MS"));
+    fn timeouts_must_nest() {
+        for (vars, named) in [
+            (
+                &[("KAFKA_DELIVERY_TIMEOUT_MS", "14500")][..],
+                "HTTP_REQUEST_TIMEOUT_MS",
+            ),
+            (
+                &[("SHUTDOWN_TIMEOUT_MS", "15000")][..],
+                "SHUTDOWN_TIMEOUT_MS",
+            ),
+            (&[("KAFKA_LINGER_MS", "5000")][..], "KAFKA_LINGER_MS"),
+        ] {
+            let err = config(vars).unwrap_err().to_string();
+            assert!(err.starts_with(named), "{vars:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn pass_through_cannot_undo_the_guarantees_or_shadow_a_variable() {
+        for name in [
+            "RDKAFKA_PRODUCER_ACKS",
+            "RDKAFKA_ENABLE_IDEMPOTENCE",
+            "RDKAFKA_CONSUMER_ENABLE_AUTO_OFFSET_STORE",
+            "RDKAFKA_BOOTSTRAP_SERVERS",
+            "RDKAFKA_PRODUCER_LINGER_MS",
+        ] {
+            let err = config(&[(name, "1")]).unwrap_err().to_string();
+            assert!(err.starts_with(name), "{name}: {err}");
+        }
     }
 
     #[test]
     fn librdkafka_options_pass_through_by_scope() {
         let c = config(&[
             ("RDKAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
-            ("RDKAFKA_PRODUCER_LINGER_MS", "7"),
+            ("RDKAFKA_PRODUCER_BATCH_SIZE", "7"),
             ("RDKAFKA_CONSUMER_FETCH_WAIT_MAX_MS", "50"),
         ])
         .unwrap();
@@ -247,7 +335,7 @@ mod tests {
                 "SASL_PLAINTEXT".to_string()
             )]
         );
-        assert_eq!(c.kafka.producer_options["linger.ms"], "7");
+        assert_eq!(c.kafka.producer_options["batch.size"], "7");
         assert_eq!(c.kafka.consumer_options["fetch.wait.max.ms"], "50");
     }
 }

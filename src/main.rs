@@ -1,26 +1,38 @@
+use std::time::Duration;
+
 use events_service::{Application, Config, telemetry};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// How long blocking work still running after shutdown (a commit to a vanished broker) may hold
+/// the process before it exits anyway.
+const BLOCKING_WORK_GRACE: Duration = Duration::from_millis(500);
+
+fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let _log_writer = telemetry::init(&config.log_level)?;
-    let application = Application::build(config).await?;
-    application.run_until_stopped(shutdown_signal()).await
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(async {
+        // Listen for signals before anything else, so that an early SIGTERM is graceful too.
+        let shutdown = shutdown_signal()?;
+        Application::build(config)
+            .await?
+            .run_until_stopped(shutdown)
+            .await
+    });
+    // The shutdown deadline has passed by now; dropping the runtime would wait for blocking
+    // tasks without bound.
+    runtime.shutdown_timeout(BLOCKING_WORK_GRACE);
+    result
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT (Ctrl-C); the handlers are installed at once.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-        Err(error) => {
-            tracing::warn!("cannot listen for SIGTERM ({error}); stopping on Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }

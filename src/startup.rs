@@ -11,10 +11,10 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::consumer::{self, ProcessedEvent, Processor};
+use crate::config::{Config, KafkaConfig};
+use crate::consumer::{Consumers, ProcessedEvent, Processor};
 use crate::http::{self, AppState, Limits};
-use crate::kafka::topics::{Topics, ensure_topics};
+use crate::kafka::topics::{CreateTopicsError, Topics, create_topics};
 use crate::kafka::{KafkaPublisher, KafkaStatus, health};
 
 /// How many processed events a slow listener may fall behind before it misses some.
@@ -58,10 +58,16 @@ impl Application {
             status_tx,
             stop.clone(),
         ));
+        let consumers = if config.kafka.consumers_enabled {
+            Some(Consumers::new(&config.kafka, topics.all())?)
+        } else {
+            None
+        };
         let kafka_side = tokio::spawn(provision_then_consume(
-            config.clone(),
+            config.kafka.clone(),
             topics.clone(),
-            Processor::new(processed.clone()),
+            kafka_status.clone(),
+            consumers.map(|c| (c, Processor::new(processed.clone()))),
             stop.clone(),
         ));
 
@@ -149,17 +155,32 @@ impl Application {
     }
 }
 
-/// Creates the topics (retrying while Kafka is away), then runs the consumers until `stop`.
+/// Creates the topics the health check finds missing (retrying while Kafka is away or refuses),
+/// then runs the consumers until `stop`. Topics that already exist are never created, so a
+/// service without permission to create topics works on topics an operator made.
 async fn provision_then_consume(
-    config: Config,
+    kafka: KafkaConfig,
     topics: Arc<Topics>,
-    processor: Processor,
+    mut status: watch::Receiver<KafkaStatus>,
+    consumers: Option<(Consumers, Processor)>,
     stop: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match ensure_topics(&config.kafka, &topics).await {
+        let missing = {
+            let status = status.borrow_and_update();
+            match (status.reachable, status.missing_topics.is_empty()) {
+                (true, true) => break,
+                (true, false) => status.missing_topics.clone(),
+                // Not known yet: try them all; those that exist are left alone.
+                (false, _) => topics.all().to_vec(),
+            }
+        };
+        match create_topics(&kafka, &missing).await {
             Ok(()) => break,
+            Err(error @ CreateTopicsError::Refused(_)) => {
+                tracing::error!("Could not create topics, retrying in {backoff:?}: {error}")
+            }
             Err(error) => {
                 tracing::warn!("Could not create topics yet, retrying in {backoff:?}: {error:#}")
             }
@@ -170,17 +191,9 @@ async fn provision_then_consume(
         }
         backoff = (backoff * 2).min(MAX_PROVISION_BACKOFF);
     }
-    if !config.kafka.consumers_enabled {
-        return;
-    }
-    match consumer::spawn(&config.kafka, topics.all(), processor, stop) {
-        Ok(consumers) => {
-            for consumer in consumers {
-                if let Err(error) = consumer.await {
-                    tracing::error!("[CONSUMER] A consumer task failed: {error}");
-                }
-            }
+    if let Some((consumers, processor)) = consumers {
+        if let Err(error) = consumers.run(processor, stop).await {
+            tracing::error!("[CONSUMER] The consumers stopped: {error:#}");
         }
-        Err(error) => tracing::error!("[CONSUMER] Could not start the consumers: {error:#}"),
     }
 }

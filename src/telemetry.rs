@@ -1,6 +1,6 @@
-//! Logging. Lines go to stdout through a background writer so that a slow terminal or pipe never
-//! stalls a request; the seed's `[PRODUCER]`, `[CONSUMER]` and `[EVENT PROCESSED]` lines are the
-//! messages themselves.
+//! Logging. Lines go to stdout through a background writer with a large buffer, so that writing
+//! to a terminal or pipe is off the request path; the seed's `[PRODUCER]`, `[CONSUMER]` and
+//! `[EVENT PROCESSED]` lines are the messages themselves.
 
 use std::io::IsTerminal;
 
@@ -11,8 +11,8 @@ use tracing_subscriber::EnvFilter;
 pub fn init(filter: &str) -> anyhow::Result<WorkerGuard> {
     let filter = EnvFilter::try_new(filter)
         .map_err(|error| anyhow::anyhow!("invalid value {filter:?} for LOG_LEVEL: {error}"))?;
-    // Not lossy: under a flood the writer slows the logging thread rather than drop lines that
-    // searches and alerts rely on.
+    // Not lossy: should stdout stall until the buffer is full, logging threads wait rather than
+    // drop lines that searches and alerts rely on.
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stdout());

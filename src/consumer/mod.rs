@@ -12,7 +12,6 @@ use std::time::Duration;
 use anyhow::Context;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use processor::{ProcessError, ProcessedEvent, Processor};
@@ -23,31 +22,44 @@ use crate::kafka::client;
 /// How long the final commit at shutdown may take.
 const FINAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Starts one consumer per topic; each runs until `stop` is cancelled, then commits what it
-/// processed.
-pub fn spawn(
-    kafka: &KafkaConfig,
-    topics: &[String],
-    processor: Processor,
-    stop: CancellationToken,
-) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    topics
-        .iter()
-        .map(|topic| {
-            let consumer: StreamConsumer = client::consumer(kafka).create().context(
-                "librdkafka rejected the consumer configuration (check the RDKAFKA_* variables)",
-            )?;
+/// One consumer per topic, created (so that a bad configuration stops start-up) but not yet
+/// subscribed: they join the group once the topics exist.
+pub struct Consumers(Vec<(String, StreamConsumer)>);
+
+impl Consumers {
+    pub fn new(kafka: &KafkaConfig, topics: &[String]) -> anyhow::Result<Self> {
+        topics
+            .iter()
+            .map(|topic| {
+                let consumer = client::consumer(kafka).create().context(
+                    "librdkafka rejected the consumer configuration (check the RDKAFKA_* variables)",
+                )?;
+                Ok((topic.clone(), consumer))
+            })
+            .collect::<anyhow::Result<_>>()
+            .map(Consumers)
+    }
+
+    /// Subscribes each consumer to its topic and runs them all until `stop` is cancelled; each
+    /// then commits what it processed.
+    pub async fn run(self, processor: Processor, stop: CancellationToken) -> anyhow::Result<()> {
+        let mut running = Vec::with_capacity(self.0.len());
+        for (topic, consumer) in self.0 {
             consumer
-                .subscribe(&[topic])
+                .subscribe(&[&topic])
                 .with_context(|| format!("could not subscribe to {topic}"))?;
             tracing::info!("[CONSUMER] Started consumer for topic {topic}");
-            Ok(tokio::spawn(consume(
+            running.push(tokio::spawn(consume(
                 consumer,
                 processor.clone(),
                 stop.clone(),
-            )))
-        })
-        .collect()
+            )));
+        }
+        for consumer in running {
+            consumer.await.context("a consumer task failed")?;
+        }
+        Ok(())
+    }
 }
 
 async fn consume(consumer: StreamConsumer, processor: Processor, stop: CancellationToken) {

@@ -23,7 +23,8 @@ pub trait FromJson: Sized {
 /// One broken field of a request body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct FieldError {
-    /// The field's name as the client sent it, e.g. `movie_id` or `genres[2]`.
+    /// The field's name as the client sent it, e.g. `movie_id`; the message names the item of
+    /// a list (`item 2 must not be empty`).
     pub field: String,
     /// What is wrong with it.
     pub message: String,

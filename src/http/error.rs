@@ -91,7 +91,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!("[PRODUCER] Request failed: {self}");
+            tracing::error!("Request failed: {self}");
         }
         let mut body = ErrorBody {
             error: self.to_string(),

@@ -82,6 +82,14 @@ pub async fn run_checks(
 }
 
 fn check(producer: &FutureProducer, topics: &[String], timeout: Duration) -> KafkaStatus {
+    // An idempotent producer that hit a fatal error (say, an out-of-order sequence) refuses
+    // every record from then on: the service cannot publish until it is restarted.
+    if let Some((code, reason)) = producer.client().fatal_error() {
+        return failed(
+            topics,
+            format!("the producer hit a fatal error ({code}: {reason}); restart the service"),
+        );
+    }
     match producer.client().fetch_metadata(None, timeout) {
         Ok(metadata) => {
             let present = |name: &String| {

@@ -15,7 +15,7 @@ use crate::config::KafkaConfig;
 
 /// Extra time beyond librdkafka's own `message.timeout.ms` before a request gives up waiting for
 /// the delivery report, in case the report itself is late.
-const REPORT_GRACE: Duration = Duration::from_secs(1);
+const REPORT_GRACE: Duration = crate::config::DELIVERY_REPORT_GRACE;
 
 pub struct KafkaPublisher {
     producer: FutureProducer,

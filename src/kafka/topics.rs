@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
@@ -34,13 +34,25 @@ impl Topics {
     }
 }
 
-/// Creates whichever of the topics are missing; topics that exist are left as they are.
-pub async fn ensure_topics(kafka: &KafkaConfig, names: &Topics) -> anyhow::Result<()> {
+/// Why topics could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateTopicsError {
+    /// The cluster did not answer, or the client could not be made; worth retrying.
+    #[error(transparent)]
+    Unavailable(#[from] anyhow::Error),
+    /// The cluster refused: retrying helps only if an operator changes something (permissions,
+    /// the number of brokers, a topic policy).
+    #[error("the cluster refused to create topics: {0}")]
+    Refused(String),
+}
+
+/// Creates the topics `names` (those the health check found missing); topics that exist by now
+/// are left as they are.
+pub async fn create_topics(kafka: &KafkaConfig, names: &[String]) -> Result<(), CreateTopicsError> {
     let admin: AdminClient<DefaultClientContext> = client::common(kafka)
         .create()
         .context("librdkafka rejected the admin client configuration")?;
     let topics: Vec<NewTopic> = names
-        .all()
         .iter()
         .map(|name| {
             NewTopic::new(
@@ -57,18 +69,19 @@ pub async fn ensure_topics(kafka: &KafkaConfig, names: &Topics) -> anyhow::Resul
         .create_topics(&topics, &options)
         .await
         .context("the topic creation request failed")?;
-    let mut failures = Vec::new();
+    let mut refusals = Vec::new();
     for result in results {
         match result {
             Ok(name) => tracing::info!("Created topic {name}"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => failures.push(format!("{name}: {code}")),
+            Err((name, code)) => refusals.push(format!("{name}: {code}")),
         }
     }
-    if !failures.is_empty() {
-        bail!("could not create topics: {}", failures.join(", "));
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(CreateTopicsError::Refused(refusals.join(", ")))
     }
-    Ok(())
 }
 
 #[cfg(test)]

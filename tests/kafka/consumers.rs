@@ -2,7 +2,7 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
-use crate::helpers::{DEADLINE, TestApp, brokers, isolated_vars};
+use crate::helpers::{DEADLINE, TestApp, brokers, committed_offset, isolated_vars};
 
 /// Waits until the app's consumers announce the event with `id`.
 async fn processed(app: &mut TestApp, id: &str) -> events_service::consumer::ProcessedEvent {
@@ -43,7 +43,20 @@ async fn the_built_in_consumers_process_an_event_posted_over_http() {
     assert_eq!(processed.key.as_deref(), Some("9"));
     assert_eq!(processed.event_type, "payment");
     assert_eq!(processed.payload, response["event"]["payload"]);
+
+    // Shutdown commits what was processed, so a restart resumes after this event.
+    let (brokers, group, topic) = (brokers(), app.group_id.clone(), app.topic("payment-events"));
     app.stop().await;
+    let committed = tokio::task::spawn_blocking(move || {
+        committed_offset(&brokers, &group, &topic, processed.partition)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        committed,
+        Some(processed.offset + 1),
+        "the processed offset was committed at shutdown"
+    );
 }
 
 #[tokio::test]

@@ -67,6 +67,7 @@ pub fn var<'a>(vars: &'a [(String, String)], name: &str) -> &'a str {
 pub struct TestApp {
     pub address: String,
     pub topic_prefix: String,
+    pub group_id: String,
     pub client: reqwest::Client,
     pub processed: broadcast::Receiver<ProcessedEvent>,
     stop: Option<oneshot::Sender<()>>,
@@ -76,6 +77,7 @@ pub struct TestApp {
 impl TestApp {
     pub async fn spawn(vars: Vec<(String, String)>) -> TestApp {
         let topic_prefix = var(&vars, "KAFKA_TOPIC_PREFIX").to_owned();
+        let group_id = var(&vars, "KAFKA_GROUP_ID").to_owned();
         let config = Config::from_vars(vars).expect("test configuration is valid");
         let app = Application::build(config)
             .await
@@ -89,6 +91,7 @@ impl TestApp {
         TestApp {
             address,
             topic_prefix,
+            group_id,
             client: reqwest::Client::new(),
             processed,
             stop: Some(stop),
@@ -147,6 +150,7 @@ pub struct ServiceProcess {
     child: Child,
     pub address: String,
     lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ServiceProcess {
@@ -162,7 +166,7 @@ impl ServiceProcess {
         let stdout = child.stdout.take().expect("stdout is piped");
         let sink = lines.clone();
         // Drain stdout continuously: a full pipe would stall the service's logging.
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
@@ -171,6 +175,7 @@ impl ServiceProcess {
             child,
             address: String::new(),
             lines,
+            reader: Some(reader),
         };
         let listening = process.wait_for_line(|l| l.contains("listening on http://"));
         let address = listening.rsplit("listening on ").next().unwrap_or_default();
@@ -217,7 +222,12 @@ impl ServiceProcess {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("the child can be waited on") {
-                return (status, started.elapsed());
+                let took = started.elapsed();
+                // Every line the process wrote is collected once its stdout closes.
+                if let Some(reader) = self.reader.take() {
+                    reader.join().expect("the stdout reader does not panic");
+                }
+                return (status, took);
             }
             if started.elapsed() > deadline {
                 let _ = self.child.kill();
@@ -325,5 +335,23 @@ pub async fn wait_until_healthy(address: &str) {
             "not healthy after {DEADLINE:?}: {status:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The offset `group` has committed for `topic`/`partition`, if any.
+pub fn committed_offset(brokers: &str, group: &str, topic: &str, partition: i32) -> Option<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .expect("the test consumer is created");
+    let mut wanted = TopicPartitionList::new();
+    wanted.add_partition(topic, partition);
+    let committed = consumer
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .expect("the group answers");
+    match committed.find_partition(topic, partition)?.offset() {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
     }
 }
