@@ -7,13 +7,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 use utoipa::{IntoResponses, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, with_retry_after};
 use super::extract::{JsonArray, JsonObject};
 use crate::domain::{
-    BatchItem, Event, EventPayload, MovieEvent, PaymentEvent, Timestamp, UserEvent, parse_batch,
+    BatchItem, Event, EventPayload, EventType, MovieEvent, PaymentEvent, Timestamp, UserEvent,
+    parse_batch,
 };
 use crate::kafka::{Delivery, OutgoingRecord, PublishError};
 
@@ -128,9 +130,7 @@ pub async fn create_movie_event(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<Created, ApiError> {
-    let received_at = Timestamp::now();
-    let event = MovieEvent::try_from(&body)?;
-    publish(&state, event.into(), received_at).await
+    publish_one(&state, EventType::Movie, &body).await
 }
 
 /// Publish a user event.
@@ -143,9 +143,7 @@ pub async fn create_user_event(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<Created, ApiError> {
-    let received_at = Timestamp::now();
-    let event = UserEvent::parse(&body, received_at)?;
-    publish(&state, event.into(), received_at).await
+    publish_one(&state, EventType::User, &body).await
 }
 
 /// Publish a payment event.
@@ -158,9 +156,7 @@ pub async fn create_payment_event(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<Created, ApiError> {
-    let received_at = Timestamp::now();
-    let event = PaymentEvent::parse(&body, received_at)?;
-    publish(&state, event.into(), received_at).await
+    publish_one(&state, EventType::Payment, &body).await
 }
 
 /// Publish several events of any types at once.
@@ -281,11 +277,14 @@ fn stored(
     }
 }
 
-async fn publish(
+/// Validates `body` as an event of `event_type` and publishes it.
+async fn publish_one(
     state: &AppState,
-    payload: EventPayload,
-    received_at: Timestamp,
+    event_type: EventType,
+    body: &Map<String, Value>,
 ) -> Result<Created, ApiError> {
+    let received_at = Timestamp::now();
+    let payload = EventPayload::parse(event_type, body, received_at)?;
     let (event, raw, record) = prepare(state, payload, received_at)?;
     let delivery = state.publisher.publish(record).await?;
     Ok((
