@@ -90,7 +90,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        // A 503 is load being shed as designed: one line per shed request would add work to a
+        // service that is already saturated, so it is logged only at debug level.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::debug!("Request shed: {self}");
+        } else if status.is_server_error() {
             tracing::error!("Request failed: {self}");
         }
         let mut body = ErrorBody {
