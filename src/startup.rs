@@ -177,7 +177,17 @@ async fn provision_then_consume(
             }
         };
         match create_topics(&kafka, &missing).await {
-            Ok(()) => break,
+            // Consumers start once the cluster's metadata shows the topics, at the next check:
+            // subscribing earlier can meet "unknown topic" while the new topics propagate.
+            Ok(()) => {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    changed = status.changed() => match changed {
+                        Ok(()) => continue,
+                        Err(_health_check_ended) => return,
+                    },
+                }
+            }
             Err(error @ CreateTopicsError::Refused(_)) => {
                 tracing::error!("Could not create topics, retrying in {backoff:?}: {error}")
             }

@@ -1,0 +1,347 @@
+#!/usr/bin/env bash
+# Usage: bench/run.sh
+#
+# One command for the whole benchmark of issue 3: builds the service in release mode, starts a
+# Kafka broker and the service of its own, drives load with oha, runs Kafka's own
+# ProducerPerformance against the same broker, and prints one markdown table (also written to
+# bench/results/latest.md). It leaves no broker or service behind, also on Ctrl-C.
+#
+# Knobs (environment):
+#   BENCH_SECS         seconds of each load phase (default 8)
+#   BENCH_WARMUP_SECS  seconds of warm-up before the first single-POST and batch phases (default 2)
+#   BENCH_PARTITIONS   partitions of every topic, the service's and the raw producer's (default 1)
+#   BENCH_BURST        events in the consumer catch-up burst (default 100000)
+#   BENCH_KEEP=1       keep the work dir (service log, oha reports) even when all went well
+# The service keeps its default log level (info): its per-event log lines are part of what is
+# measured. Its stdout goes to the work dir, bench/.run/<pid>/service.log.
+#
+# Budget, measured on the 2-core machine with the release build cached: broker ~4 s, idle memory
+# 3 s, single POST 2 + 4 × 9 s, open loop 9 s, batch 2 + 3 × 9 s, catch-up ~3 s, raw producer
+# ~13 s (two JVM runs), overload ~15 s, stopping ~1 s: about 2 minutes (5 at most). The
+# catch-up phase (9) runs before the raw producer (8) so that the producer has the machine to
+# itself while the service's consumers are idle.
+set -euo pipefail
+
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH/.." && pwd)
+cd "$ROOT"
+
+SECS=${BENCH_SECS:-8}
+WARMUP=${BENCH_WARMUP_SECS:-2}
+PARTITIONS=${BENCH_PARTITIONS:-1}
+BURST=${BENCH_BURST:-100000}
+AUTO_COMMIT_MS=200
+OHA_VERSION=1.16.0
+
+WORK=$BENCH/.run/$$
+RESULTS=$WORK/results.json
+BROKER_DIR=kafka/.run/bench-$$
+SERVICE_LOG=$WORK/service.log
+service_pid=''
+lag_pid=''
+broker_started=false
+failures=()
+
+# A dead child stays a zombie until waited for, and kill -0 still succeeds on it.
+alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]; }
+log() { echo "bench [${SECONDS}s]: $*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+res() { python3 "$BENCH/results.py" "$RESULTS" "$@"; }
+# A failure that still lets the table be printed; the run exits non-zero at the end.
+fail_later() { log "FAILURE: $*"; failures+=("$*"); res note "FAILURE: $*"; }
+
+# ---------------------------------------------------------------- cleanup
+stop_service() {
+  [[ -n $service_pid ]] || return 0
+  if alive "$service_pid"; then
+    kill -TERM "$service_pid" 2>/dev/null || true
+    # The service flushes and commits on SIGTERM within SHUTDOWN_TIMEOUT_MS (20 s by default).
+    for _ in $(seq 250); do alive "$service_pid" || break; sleep 0.1; done
+    if alive "$service_pid"; then
+      log "service still running after 25 s; SIGKILL"
+      kill -KILL "$service_pid" 2>/dev/null || true
+    fi
+  fi
+  wait "$service_pid" 2>/dev/null || true
+  service_pid=''
+}
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  if [[ -n $lag_pid ]]; then
+    kill "$lag_pid" 2>/dev/null || true
+    wait "$lag_pid" 2>/dev/null || true
+  fi
+  stop_service
+  if $broker_started; then kafka/stop.sh --dir "$BROKER_DIR" >&2 || true; fi
+  if ((status == 130 || status == 143)) && [[ ${BENCH_KEEP:-} != 1 ]]; then
+    log "interrupted"
+    rm -rf "$WORK"
+    rmdir "$BENCH/.run" 2>/dev/null || true
+  elif ((status != 0)); then
+    log "exit status $status; work dir kept: $WORK"
+    [[ -f $SERVICE_LOG ]] && { log "last lines of the service log:"; tail -n 20 "$SERVICE_LOG" >&2; }
+  elif [[ ${BENCH_KEEP:-} != 1 ]]; then
+    rm -rf "$WORK"   # the service log reaches hundreds of MB
+    rmdir "$BENCH/.run" 2>/dev/null || true
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+# Ctrl-C also reaches the foreground tool (oha, java) in our process group; the service and the
+# broker run in the background, where SIGINT is ignored, and are stopped by cleanup.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+mkdir -p "$WORK" "$BENCH/results"
+echo '{}' >"$RESULTS"
+res set secs "$SECS"
+
+# ---------------------------------------------------------------- 1. tools and build
+log "1. build and tools"
+scripts/bootstrap.sh
+cargo build --release --locked --bin events-service --example consumer_lag
+SERVICE_BIN=$ROOT/target/release/events-service
+LAG_BIN=$ROOT/target/release/examples/consumer_lag
+
+# oha from crates.io. 1.16.0 does not compile with --no-default-features alone (its client code
+# needs one TLS feature), so take native-tls: the system OpenSSL, no extra C build.
+OHA=$(command -v oha || echo "${CARGO_HOME:-$HOME/.cargo}/bin/oha")
+if ! [[ -x $OHA ]] || [[ $("$OHA" --version) != *" $OHA_VERSION"* ]]; then
+  log "installing oha $OHA_VERSION (a few minutes, once)"
+  cargo install oha --locked --version "$OHA_VERSION" --no-default-features --features native-tls
+  OHA=${CARGO_HOME:-$HOME/.cargo}/bin/oha
+fi
+# 2048 connections for the overload phase, plus the service's own sockets.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# ---------------------------------------------------------------- 2. broker
+log "2. starting Kafka in $BROKER_DIR"
+broker_started=true
+BROKERS=$(kafka/start.sh --dir "$BROKER_DIR")
+log "broker at $BROKERS"
+
+# ---------------------------------------------------------------- 3. service
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+PORT=$(free_port)
+GROUP=bench-$$-$RANDOM
+URL=http://127.0.0.1:$PORT/api/events
+TOPICS=movie-events,user-events,payment-events
+log "3. starting the service on port $PORT, group $GROUP"
+# The consumers commit every 200 ms instead of librdkafka's 5 s, so that the committed lag the
+# catch-up phase measures follows the processing, not the commit timer.
+PORT=$PORT HOST=127.0.0.1 KAFKA_BROKERS=$BROKERS KAFKA_GROUP_ID=$GROUP KAFKA_TOPIC_PREFIX='' \
+  KAFKA_TOPIC_PARTITIONS=$PARTITIONS KAFKA_CONSUMERS_ENABLED=true LOG_LEVEL=info \
+  RDKAFKA_CONSUMER_AUTO_COMMIT_INTERVAL_MS=$AUTO_COMMIT_MS \
+  "$SERVICE_BIN" >"$SERVICE_LOG" 2>&1 &
+service_pid=$!
+res set auto_commit_ms "$AUTO_COMMIT_MS"
+
+deadline=$((SECONDS + 60))
+until [[ $(curl -s -o /dev/null -w '%{http_code}' "$URL/health" || true) == 200 ]]; do
+  alive "$service_pid" || die "the service exited during start-up"
+  ((SECONDS < deadline)) || die "the service was not healthy within 60 s"
+  sleep 0.2
+done
+log "service healthy"
+
+# Bodies: one movie event, and batches of 10, 100, 1000.
+python3 "$BENCH/bodies.py" single "$WORK/single.json"
+for n in 10 100 1000; do python3 "$BENCH/bodies.py" batch "$n" "$WORK/batch-$n.json"; done
+
+# The record the service writes is the "event" of its answer, byte for byte: the raw producer
+# gets records of that size.
+code=$(curl -s -o "$WORK/single-answer.json" -w '%{http_code}' -X POST \
+  -H 'Content-Type: application/json' --data-binary "@$WORK/single.json" "$URL/movie")
+[[ $code == 201 ]] || die "POST /movie answered $code: $(cat "$WORK/single-answer.json")"
+RECORD_SIZE=$(res record-size "$WORK/single-answer.json")
+res set record_size "$RECORD_SIZE"
+log "record value size: $RECORD_SIZE bytes"
+
+# oha_run NAME EVENTS_PER_REQUEST BODY PATH [oha options...]: one load phase, summarised into results.
+oha_run() {
+  local name=$1 per=$2 body=$3 path=$4
+  shift 4
+  "$OHA" --no-tui --output-format json -o "$WORK/$name.json" -m POST -T application/json \
+    -D "$body" -t 30s "$@" "$URL/$path"
+  check_service
+  res oha "$name" "$WORK/$name.json" "$per"
+}
+# A dead service would turn every later phase into connection errors: stop at once instead.
+check_service() { alive "$service_pid" || die "the service exited (see $SERVICE_LOG)"; }
+rss() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$service_pid/status"; }  # kB
+
+# ---------------------------------------------------------------- 4. idle memory
+log "4. idle memory"
+"$OHA" --no-tui -n 200 -c 4 -m POST -T application/json -D "$WORK/single.json" "$URL/movie" >/dev/null
+sleep 2
+res set rss_idle_kib "$(rss VmRSS)"
+
+# ---------------------------------------------------------------- 5. single POST, closed loop
+log "5. single POST, closed loop, ${SECS}s each"
+"$OHA" --no-tui -z "${WARMUP}s" -c 16 -m POST -T application/json -D "$WORK/single.json" "$URL/movie" >/dev/null
+max_rps=0
+for c in 1 16 64 256; do
+  # -w: requests still in flight at the deadline are waited for, not counted as aborted.
+  oha_run "single_c$c" 1 "$WORK/single.json" movie -z "${SECS}s" -w -c "$c"
+  r=$(res get "single_c$c.ok_rps")
+  max_rps=$(python3 -c "print(max($max_rps, $r))")
+done
+res set max_rps "$max_rps"
+
+# ---------------------------------------------------------------- 6. open loop at half the max
+RATE=$(python3 -c "print(max(1, int($max_rps / 2)))")
+OPEN_CONNS=128
+log "6. open loop at $RATE req/s"
+res set open_loop_rate "$RATE"
+res set open_loop_conns "$OPEN_CONNS"
+# --latency-correction measures each request from when it was due, so a stall shows as latency
+# of every request scheduled behind it (no coordinated omission).
+oha_run open_loop 1 "$WORK/single.json" movie -z "${SECS}s" -w -c "$OPEN_CONNS" -q "$RATE" --latency-correction
+
+# ---------------------------------------------------------------- 7. batch endpoint
+log "7. batch endpoint"
+code=$(curl -s -o "$WORK/batch-probe.json" -w '%{http_code}' -X POST \
+  -H 'Content-Type: application/json' --data-binary "@$WORK/batch-10.json" "$URL/batch")
+batch=false
+case $code in
+  201) batch=true ;;
+  # Only a missing route is "not there yet"; any other refusal is a real failure.
+  404) res set batch_missing "POST /api/events/batch answered 404 (not implemented in this build)"
+       res note "The batch endpoint answered 404: batch rows and the batch ratio are n/a." ;;
+  *) die "POST /batch (10 events) answered $code: $(head -c 2000 "$WORK/batch-probe.json")" ;;
+esac
+if $batch; then
+  "$OHA" --no-tui -z "${WARMUP}s" -c 8 -m POST -T application/json -D "$WORK/batch-100.json" "$URL/batch" >/dev/null
+  # Enough requests in flight to keep the producer busy, without ~64,000 records queued at once.
+  for spec in 10:64 100:16 1000:4; do
+    n=${spec%%:*} c=${spec##*:}
+    res set "batch_${n}_conns" "$c"
+    oha_run "batch_$n" "$n" "$WORK/batch-$n.json" batch -z "${SECS}s" -w -c "$c"
+    bad=$(python3 -c "import json; d=json.load(open('$RESULTS'))['batch_$n']; \
+print(sum(v for k, v in d['statuses'].items() if not k.startswith('2') and k != '503'))")
+    ((bad == 0)) || fail_later "POST /batch of $n: $bad answers neither 2xx nor 503"
+  done
+fi
+
+# ---------------------------------------------------------------- 9. consumer catch-up
+# Before 8 on purpose: the raw producer then runs with the service's consumers idle.
+lag_wait() {  # lag_wait TIMEOUT [--since-epoch-ms MS]
+  local t=$1
+  shift
+  "$LAG_BIN" --brokers "$BROKERS" --group "$GROUP" --topics "$TOPICS" --timeout-secs "$t" "$@"
+}
+log "9. consumer catch-up: draining what the load phases left"
+# The burst is measured from a lag of 0, so that its max lag and catch-up time are its own.
+if drain=$(lag_wait 90 --since-epoch-ms "$(date +%s%3N)"); then
+  res set drain "$drain"
+  log "drained: $drain"
+  log "9. burst of $BURST events"
+  # The watcher polls during the burst too (so it sees the burst's max lag), but counts from the
+  # burst's end, which the start file tells it.
+  start_file=$WORK/burst-end
+  lag_wait 60 --start-file "$start_file" >"$WORK/lag.json" &
+  lag_pid=$!
+  if $batch; then
+    how="batch requests of 1000 at concurrency 4"
+    "$OHA" --no-tui --output-format json -o "$WORK/burst.json" -n "$((BURST / 1000))" -c 4 \
+      -m POST -T application/json -D "$WORK/batch-1000.json" -t 30s "$URL/batch"
+    per=1000
+  else
+    how="single POSTs at concurrency 64 (batch endpoint n/a)"
+    "$OHA" --no-tui --output-format json -o "$WORK/burst.json" -n "$BURST" -c 64 \
+      -m POST -T application/json -D "$WORK/single.json" -t 30s "$URL/movie"
+    per=1
+  fi
+  check_service
+  date +%s%3N >"$start_file.tmp"
+  mv "$start_file.tmp" "$start_file"
+  lag_status=0
+  wait "$lag_pid" || lag_status=$?
+  lag_pid=''
+  lag=$(cat "$WORK/lag.json")
+  res oha burst "$WORK/burst.json" "$per"
+  res set burst_how "$how"
+  res set burst_events "$(python3 -c "print($(res get burst.ok) * $per)")"
+  res set burst_secs "$(res get burst.secs)"
+  res set lag "${lag:-{\}}"
+  ((lag_status == 0)) || fail_later "consumer lag not back to 0 within 60 s of the burst ($lag)"
+  log "catch-up: $lag"
+else
+  res set lag_note "backlog of the load phases not drained within 90 s; no burst"
+  fail_later "consumers did not drain the load phases' backlog within 90 s"
+fi
+
+# ---------------------------------------------------------------- 8. raw Kafka producer
+log "8. Kafka ProducerPerformance, records of $RECORD_SIZE bytes"
+RAW_TOPIC=bench-raw-$$
+kafka/tool.sh org.apache.kafka.tools.TopicCommand --bootstrap-server "$BROKERS" --create \
+  --topic "$RAW_TOPIC" --partitions "$PARTITIONS" --replication-factor 1 >&2
+# Same acks and idempotence as the service's producer; linger.ms and batch.size stay the Java
+# client's defaults (5 ms and 16 KiB in Kafka 4.x). The service's records also carry a key and
+# four headers; these do not.
+perf() {  # perf NUM_RECORDS OUT
+  kafka/tool.sh org.apache.kafka.tools.ProducerPerformance --topic "$RAW_TOPIC" --num-records "$1" \
+    --record-size "$RECORD_SIZE" --throughput -1 \
+    --producer-props bootstrap.servers="$BROKERS" acks=all enable.idempotence=true >"$2"
+}
+# ProducerPerformance has no duration option: a short first run warms the JVM and the broker up
+# and tells how many records make about 10 s (x 1.5: the cold first run is slower).
+perf 200000 "$WORK/raw-warmup.txt"
+res perf raw_warmup "$WORK/raw-warmup.txt"
+RAW_RECORDS=$(python3 -c "print(min(20_000_000, max(200_000, int($(res get raw_warmup.records_per_s) * 10 * 1.5))))")
+perf "$RAW_RECORDS" "$WORK/raw.txt"
+res perf raw "$WORK/raw.txt"
+check_service
+
+# ---------------------------------------------------------------- 10. memory under overload
+OVER_RATE=$(python3 -c "print(max(2, int(2 * $max_rps)))")
+OVER_CONNS=2048
+res set rss_run_hwm_kib "$(rss VmHWM)"
+# Writing 5 to clear_refs resets VmHWM to the current RSS, so the peak below is this phase's.
+if echo 5 >"/proc/$service_pid/clear_refs" 2>/dev/null; then
+  peak_note=''
+else
+  peak_note="VmHWM could not be reset: the overload peak is the whole run's"
+  res note "$peak_note"
+fi
+log "10. overload: open loop at $OVER_RATE req/s on up to $OVER_CONNS connections"
+res set overload_rate "$OVER_RATE"
+res set overload_conns "$OVER_CONNS"
+oha_run overload 1 "$WORK/single.json" movie -z "${SECS}s" -w -c "$OVER_CONNS" -q "$OVER_RATE" --latency-correction
+res set rss_overload_hwm_kib "$(rss VmHWM)"
+bad=$(python3 -c "import json; d=json.load(open('$RESULTS'))['overload']; \
+print(sum(v for k, v in d['statuses'].items() if k not in ('201', '503')))")
+((bad == 0)) || fail_later "overload: $bad answers neither 201 nor 503"
+sleep 3
+res set rss_idle_after_kib "$(rss VmRSS)"
+
+# ---------------------------------------------------------------- 11. the table
+check_service
+# The log is large (one line per event and stage): count, and name the commonest problems.
+errors=$(grep -c ' ERROR ' "$SERVICE_LOG" || true)
+warns=$(grep -c ' WARN ' "$SERVICE_LOG" || true)
+top=$(grep -E ' (ERROR|WARN) ' "$SERVICE_LOG" | cut -d' ' -f2- | sed -E 's/^ +//; s/[0-9]+/N/g' |
+  sort | uniq -c | sort -rn | head -5 | awk '{ n = $1; $1 = ""; printf "%s%s ×%s", (NR > 1 ? "; " : ""), n, $0 }' || true)
+res note "Service log: $(wc -l <"$SERVICE_LOG") lines at LOG_LEVEL=info, $errors ERROR and $warns WARN lines${top:+ (commonest: $top)}."
+res note "ProducerPerformance sends as fast as it can, so its latencies are those of a full send buffer (buffer.memory), not comparable with the HTTP latencies. The service's producer runs with its own defaults (linger.ms = KAFKA_LINGER_MS, 1 ms unless set); the records it writes also carry a key and four headers."
+
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+res set machine "$(nproc) CPUs, ${cpu:-unknown CPU}, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); broker on the same machine"
+res set software "oha $OHA_VERSION, Apache Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' kafka/pom.xml), $(rustc --version | cut -d' ' -f1-2), $(java -version 2>&1 | head -1)"
+if commit=$(git rev-parse --short HEAD 2>/dev/null); then
+  [[ -z $(git status --porcelain --untracked-files=no 2>/dev/null) ]] || commit="$commit + uncommitted changes"
+else
+  commit="not a git checkout"
+fi
+res set commit "$commit"
+res set date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+res set wall_secs "$SECONDS"
+res table >"$BENCH/results/latest.md"
+cat "$BENCH/results/latest.md"
+
+stop_service
+((${#failures[@]} == 0)) || die "${#failures[@]} failure(s): ${failures[*]}"
+log "done in ${SECONDS}s; table in bench/results/latest.md"
