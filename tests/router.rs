@@ -599,3 +599,64 @@ async fn requests_beyond_the_concurrency_limit_are_shed_at_once_with_503_but_hea
         request.abort();
     }
 }
+
+#[tokio::test]
+async fn hostile_bodies_are_400s_with_json_errors_and_publish_nothing() {
+    let app = app(Outcome::Stored);
+    let deep = format!(
+        "{{\"movie_id\": 1, \"title\": {}1{}}}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("deep nesting", deep.into_bytes()),
+        (
+            "a number too large for any type",
+            br#"{"movie_id": 1e400, "title": "T", "action": "viewed"}"#.to_vec(),
+        ),
+        (
+            "an integer beyond 64 bits",
+            br#"{"movie_id": 123456789012345678901234567890, "title": "T", "action": "viewed"}"#
+                .to_vec(),
+        ),
+        (
+            "invalid UTF-8",
+            b"{\"movie_id\": 1, \"title\": \"\xff\xfe\", \"action\": \"viewed\"}".to_vec(),
+        ),
+        (
+            "a lone surrogate escape",
+            br#"{"movie_id": 1, "title": "\ud800", "action": "viewed"}"#.to_vec(),
+        ),
+        (
+            "a NUL byte",
+            b"{\"movie_id\": 1,\0 \"title\": \"T\", \"action\": \"viewed\"}".to_vec(),
+        ),
+        (
+            "trailing garbage",
+            br#"{"movie_id": 1, "title": "T", "action": "viewed"} extra"#.to_vec(),
+        ),
+    ];
+    for (case, body) in cases {
+        let (status, response) = app.post("/api/events/movie", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{case}: {response}");
+        assert!(response["error"].is_string(), "{case}: {response}");
+    }
+    assert!(app.published().is_empty());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn any_body_gets_a_json_answer_and_never_a_server_error(
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        route in proptest::sample::select(vec!["movie", "user", "payment", "batch"]),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (status, response) = runtime.block_on(async {
+            app(Outcome::Stored).post(&format!("/api/events/{route}"), body).await
+        });
+        proptest::prop_assert!(status == StatusCode::BAD_REQUEST || status == StatusCode::CREATED, "{status}");
+        proptest::prop_assert!(status == StatusCode::CREATED || response["error"].is_string());
+    }
+}

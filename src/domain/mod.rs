@@ -6,6 +6,8 @@ mod event;
 mod fields;
 mod movie;
 mod payment;
+#[cfg(test)]
+mod properties;
 mod user;
 
 pub use batch::{BatchErrors, BatchItem, ItemErrors, parse_batch};
