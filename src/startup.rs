@@ -12,7 +12,7 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, KafkaConfig};
-use crate::consumer::{Consumers, ProcessedEvent, Processor};
+use crate::consumer::{Consumers, DeadLetters, ProcessedEvent, Processor};
 use crate::http::{self, AppState, Limits};
 use crate::kafka::topics::{CreateTopicsError, Topics, create_topics};
 use crate::kafka::{KafkaPublisher, KafkaStatus, health};
@@ -43,7 +43,7 @@ impl Application {
         let publisher = Arc::new(KafkaPublisher::new(&config.kafka)?);
         let topics = Arc::new(Topics::new(&config.kafka.topic_prefix));
         let stop = CancellationToken::new();
-        let (status_tx, kafka_status) = watch::channel(KafkaStatus::unknown(topics.all()));
+        let (status_tx, kafka_status) = watch::channel(KafkaStatus::unknown(&topics.provisioned()));
         let (processed, _) = broadcast::channel(PROCESSED_BACKLOG);
 
         let address = SocketAddr::new(config.http.host, config.http.port);
@@ -53,7 +53,7 @@ impl Application {
 
         let health_check = tokio::spawn(health::run_checks(
             publisher.producer().clone(),
-            topics.all().to_vec(),
+            topics.provisioned(),
             config.kafka.health_interval,
             status_tx,
             stop.clone(),
@@ -67,7 +67,10 @@ impl Application {
             config.kafka.clone(),
             topics.clone(),
             kafka_status.clone(),
-            consumers.map(|c| (c, Processor::new(processed.clone()))),
+            consumers.map(|c| {
+                let dead_letters = DeadLetters::new(publisher.clone());
+                (c, Processor::new(processed.clone()), dead_letters)
+            }),
             stop.clone(),
         ));
 
@@ -162,7 +165,7 @@ async fn provision_then_consume(
     kafka: KafkaConfig,
     topics: Arc<Topics>,
     mut status: watch::Receiver<KafkaStatus>,
-    consumers: Option<(Consumers, Processor)>,
+    consumers: Option<(Consumers, Processor, DeadLetters)>,
     stop: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(200);
@@ -173,7 +176,7 @@ async fn provision_then_consume(
                 (true, true) => break,
                 (true, false) => status.missing_topics.clone(),
                 // Not known yet: try them all; those that exist are left alone.
-                (false, _) => topics.all().to_vec(),
+                (false, _) => topics.provisioned(),
             }
         };
         match create_topics(&kafka, &missing).await {
@@ -201,8 +204,8 @@ async fn provision_then_consume(
         }
         backoff = (backoff * 2).min(MAX_PROVISION_BACKOFF);
     }
-    if let Some((consumers, processor)) = consumers {
-        if let Err(error) = consumers.run(processor, stop).await {
+    if let Some((consumers, processor, dead_letters)) = consumers {
+        if let Err(error) = consumers.run(processor, dead_letters, stop).await {
             tracing::error!("[CONSUMER] The consumers stopped: {error:#}");
         }
     }

@@ -161,7 +161,7 @@ async fn each_seed_example_is_published_and_answered_with_201() {
 
         let record = app.published().pop().unwrap();
         assert_eq!(record.topic, topic);
-        assert_eq!(record.key, key);
+        assert_eq!(record.key.as_deref(), Some(key.as_bytes()));
         assert_eq!(
             serde_json::from_slice::<Value>(&record.value).unwrap(),
             *event

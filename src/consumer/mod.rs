@@ -1,19 +1,21 @@
 //! The built-in consumers: one per topic, all in the service's group, running in parallel.
 //!
-//! Delivery guarantee: at least once. A record's offset is stored only after it was processed
-//! (or found unreadable and skipped), and only stored offsets are committed: periodically by
-//! librdkafka, on partition revocation, and once more at shutdown. A crash can therefore
-//! repeat records processed since the last commit, but never skip one.
+//! Delivery guarantee: at least once. A record's offset is stored only after it was processed,
+//! or after a record that cannot be processed was written to its dead-letter topic; only stored
+//! offsets are committed: periodically by librdkafka, on partition revocation, and once more at
+//! shutdown. A crash can therefore repeat records processed since the last commit, but never
+//! skip one.
 
+mod dead_letter;
 mod processor;
 
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use tokio_util::sync::CancellationToken;
 
+pub use dead_letter::{DeadLetters, headers as dead_letter_headers};
 pub use processor::{ProcessError, ProcessedEvent, Processor};
 
 use crate::config::KafkaConfig;
@@ -42,7 +44,12 @@ impl Consumers {
 
     /// Subscribes each consumer to its topic and runs them all until `stop` is cancelled; each
     /// then commits what it processed.
-    pub async fn run(self, processor: Processor, stop: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        processor: Processor,
+        dead_letters: DeadLetters,
+        stop: CancellationToken,
+    ) -> anyhow::Result<()> {
         let mut running = Vec::with_capacity(self.0.len());
         for (topic, consumer) in self.0 {
             consumer
@@ -52,6 +59,7 @@ impl Consumers {
             running.push(tokio::spawn(consume(
                 consumer,
                 processor.clone(),
+                dead_letters.clone(),
                 stop.clone(),
             )));
         }
@@ -62,7 +70,12 @@ impl Consumers {
     }
 }
 
-async fn consume(consumer: StreamConsumer, processor: Processor, stop: CancellationToken) {
+async fn consume(
+    consumer: StreamConsumer,
+    processor: Processor,
+    dead_letters: DeadLetters,
+    stop: CancellationToken,
+) {
     loop {
         let record = tokio::select! {
             _ = stop.cancelled() => break,
@@ -71,12 +84,9 @@ async fn consume(consumer: StreamConsumer, processor: Processor, stop: Cancellat
         match record {
             Ok(record) => {
                 if let Err(error) = processor.process(&record) {
-                    tracing::warn!(
-                        "[CONSUMER] Skipping record at {}/{}/{}: {error}",
-                        record.topic(),
-                        record.partition(),
-                        record.offset()
-                    );
+                    if !dead_letters.divert(&record, &error, &stop).await {
+                        break; // Stopping before the dead letter was stored: keep the offset.
+                    }
                 }
                 if let Err(error) = consumer.store_offset_from_message(&record) {
                     tracing::warn!("[CONSUMER] Could not store offset: {error}");

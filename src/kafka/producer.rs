@@ -64,10 +64,12 @@ impl KafkaPublisher {
                 })
             },
         );
-        let future_record = FutureRecord::to(&record.topic)
-            .key(&record.key)
+        let mut future_record = FutureRecord::to(&record.topic)
             .payload(&record.value)
             .headers(headers);
+        if let Some(key) = &record.key {
+            future_record = future_record.key(key);
+        }
         // `send_result` hands a full queue back at once; `send` would sleep and retry.
         self.producer
             .send_result(future_record)

@@ -10,7 +10,7 @@ use crate::domain::Event;
 pub struct OutgoingRecord {
     pub topic: String,
     /// The entity id, so that one entity's events share a partition and keep their order.
-    pub key: String,
+    pub key: Option<Vec<u8>>,
     /// The event JSON, byte for byte as returned to the client.
     pub value: Vec<u8>,
     pub headers: Vec<(&'static str, String)>,
@@ -29,7 +29,7 @@ impl OutgoingRecord {
     pub fn for_event(event: &Event, value: Vec<u8>, topic: String) -> Self {
         Self {
             topic,
-            key: event.payload.entity_id().to_string(),
+            key: Some(event.payload.entity_id().to_string().into_bytes()),
             value,
             headers: vec![
                 (headers::EVENT_ID, event.id.to_string()),

@@ -29,8 +29,20 @@ impl Topics {
         &self.names[event_type as usize]
     }
 
+    /// The event topics.
     pub fn all(&self) -> &[String] {
         &self.names
+    }
+
+    /// Where the consumers put the records of `topic` they cannot process.
+    pub fn dead_letter(topic: &str) -> String {
+        format!("{topic}.dlq")
+    }
+
+    /// Every topic the service needs: the event topics and their dead-letter topics.
+    pub fn provisioned(&self) -> Vec<String> {
+        let dead_letters = self.names.iter().map(|t| Self::dead_letter(t));
+        self.names.iter().cloned().chain(dead_letters).collect()
     }
 }
 
@@ -99,6 +111,17 @@ mod tests {
         assert_eq!(
             Topics::new("test.").topic(EventType::User),
             "test.user-events"
+        );
+        assert_eq!(
+            Topics::new("").provisioned(),
+            [
+                "movie-events",
+                "user-events",
+                "payment-events",
+                "movie-events.dlq",
+                "user-events.dlq",
+                "payment-events.dlq"
+            ]
         );
     }
 }

@@ -2,7 +2,11 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
-use crate::helpers::{DEADLINE, TestApp, brokers, committed_offset, isolated_vars};
+use rdkafka::Message;
+
+use crate::helpers::{
+    DEADLINE, TestApp, brokers, committed_offset, header, isolated_vars, read_partition,
+};
 
 /// Waits until the app's consumers announce the event with `id`.
 async fn processed(app: &mut TestApp, id: &str) -> events_service::consumer::ProcessedEvent {
@@ -61,7 +65,7 @@ async fn the_built_in_consumers_process_an_event_posted_over_http() {
 }
 
 #[tokio::test]
-async fn an_unreadable_record_is_skipped_and_the_consumer_carries_on() {
+async fn an_unreadable_record_goes_to_the_dead_letter_topic_and_the_consumer_carries_on() {
     let brokers = brokers();
     let mut app = TestApp::spawn(isolated_vars(&brokers)).await;
     app.wait_until_healthy().await;
@@ -70,10 +74,13 @@ async fn an_unreadable_record_is_skipped_and_the_consumer_carries_on() {
         .create()
         .unwrap();
     let topic = app.topic("movie-events");
-    for junk in [&b"not json"[..], b"{\"id\": 1}", b""] {
+    let junk: [&[u8]; 3] = [b"not json", b"{\"id\": 1}", b""];
+    for (n, value) in junk.iter().enumerate() {
         producer
             .send(
-                FutureRecord::<str, [u8]>::to(&topic).payload(junk),
+                FutureRecord::to(&topic)
+                    .key(&format!("k{n}"))
+                    .payload(*value),
                 DEADLINE,
             )
             .await
@@ -89,7 +96,33 @@ async fn an_unreadable_record_is_skipped_and_the_consumer_carries_on() {
     let event = processed(&mut app, response["event"]["id"].as_str().unwrap()).await;
     assert_eq!(
         event.offset, 3,
-        "the three junk records before it were skipped"
+        "the three junk records before it were passed over"
     );
+
+    let letters = tokio::task::spawn_blocking({
+        let (brokers, dead_letters) = (brokers.clone(), format!("{topic}.dlq"));
+        move || read_partition(&brokers, &dead_letters, 0, 3)
+    })
+    .await
+    .unwrap();
+    for (n, letter) in letters.iter().enumerate() {
+        assert_eq!(
+            letter.payload().unwrap_or_default(),
+            junk[n],
+            "letter {n} keeps the value"
+        );
+        assert_eq!(
+            letter.key(),
+            Some(format!("k{n}").as_bytes()),
+            "letter {n} keeps the key"
+        );
+        assert_eq!(
+            header(letter, "dlq-source-topic").as_deref(),
+            Some(topic.as_str())
+        );
+        assert_eq!(header(letter, "dlq-source-partition").as_deref(), Some("0"));
+        assert_eq!(header(letter, "dlq-source-offset"), Some(n.to_string()));
+        assert!(header(letter, "dlq-error").is_some_and(|e| !e.is_empty()));
+    }
     app.stop().await;
 }

@@ -44,7 +44,14 @@ async fn the_service_creates_its_topics_on_a_broker_that_does_not_auto_create_th
     let metadata = reader
         .fetch_metadata(None, Duration::from_secs(10))
         .unwrap();
-    for suffix in ["movie-events", "user-events", "payment-events"] {
+    for suffix in [
+        "movie-events",
+        "user-events",
+        "payment-events",
+        "movie-events.dlq",
+        "user-events.dlq",
+        "payment-events.dlq",
+    ] {
         let name = app.topic(suffix);
         let topic = metadata.topics().iter().find(|t| t.name() == name);
         let topic = topic.unwrap_or_else(|| panic!("{name} was not created"));
