@@ -36,10 +36,13 @@ SECONDS=0
 deadline=${KAFKA_START_TIMEOUT:-60}  # seconds; raise it on a slow machine
 
 # Linux lists every bound or connected socket in /proc/net/tcp*; elsewhere fall back to a connect probe.
+# A socket left in TIME_WAIT (state 06) by a broker that just stopped does not count: the
+# broker binds with SO_REUSEADDR.
 port_busy() {
   local hex
-  hex=$(printf ':%04X ' "$1")
-  grep -qF "$hex" /proc/net/tcp /proc/net/tcp6 2>/dev/null ||
+  hex=$(printf ':%04X' "$1")
+  awk -v port="$hex" '$4 != "06" && ($2 ~ port "$" || $3 ~ port "$") { found = 1 } END { exit !found }' \
+    /proc/net/tcp /proc/net/tcp6 2>/dev/null ||
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 

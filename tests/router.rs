@@ -411,6 +411,39 @@ async fn the_openapi_document_describes_the_validation_rules() {
         json!(["completed", "failed", "pending", "refunded"])
     );
     assert_eq!(schemas["Amount"]["minimum"], 0.0);
+    for referenced in [
+        "ErrorBody",
+        "PublishResponse",
+        "BatchResponse",
+        "Event",
+        "FieldError",
+    ] {
+        assert!(
+            schemas[referenced].is_object(),
+            "{referenced} is referenced, so it must be there"
+        );
+    }
+    assert_eq!(movie["if"]["properties"]["action"]["const"], "rated");
+    assert_eq!(movie["then"]["required"], json!(["rating"]));
+    assert!(
+        movie["properties"]["title"]["pattern"].is_string(),
+        "a title must not be blank"
+    );
+    assert_eq!(
+        schemas["EventPayload"]["anyOf"].as_array().map(Vec::len),
+        Some(3)
+    );
+    let timestamp = &schemas["UserEvent"]["properties"]["timestamp"];
+    assert!(
+        timestamp.to_string().contains("null"),
+        "a null timestamp is accepted: {timestamp}"
+    );
+    let batch = &doc["paths"]["/api/events/batch"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    assert_eq!(
+        (&batch["minItems"], &batch["maxItems"]),
+        (&json!(1), &json!(10))
+    );
 }
 
 fn batch_of(items: &[(&str, Value)]) -> Value {

@@ -54,7 +54,7 @@ impl fmt::Display for EventType {
 }
 
 /// The validated body of an event, by kind.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum EventPayload {
     Movie(MovieEvent),
@@ -121,6 +121,45 @@ impl fmt::Display for EventPayload {
                 e.amount.get()
             ),
         }
+    }
+}
+
+/// `anyOf`, not the `oneOf` a derive would write: a movie event can also be a valid user event
+/// (`action: deleted` with a `user_id`), and the envelope's `type` says which it is.
+impl utoipa::PartialSchema for EventPayload {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, Ref};
+        AnyOfBuilder::new()
+            .item(Ref::from_schema_name("MovieEvent"))
+            .item(Ref::from_schema_name("UserEvent"))
+            .item(Ref::from_schema_name("PaymentEvent"))
+            .into()
+    }
+}
+
+impl ToSchema for EventPayload {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        for (name, schema) in [
+            (
+                "MovieEvent",
+                <MovieEvent as utoipa::PartialSchema>::schema(),
+            ),
+            ("UserEvent", <UserEvent as utoipa::PartialSchema>::schema()),
+            (
+                "PaymentEvent",
+                <PaymentEvent as utoipa::PartialSchema>::schema(),
+            ),
+        ] {
+            schemas.push((name.to_owned(), schema));
+        }
+        MovieEvent::schemas(schemas);
+        UserEvent::schemas(schemas);
+        PaymentEvent::schemas(schemas);
     }
 }
 

@@ -204,12 +204,17 @@ impl<const MIN: usize, const MAX: usize> FromJson for Text<MIN, MAX> {
     }
 }
 
+/// Matches a string with at least one character that is not white space as Rust's `trim`
+/// sees it (Unicode White_Space): what `Text` demands of a non-empty string.
+const NOT_BLANK: &str = "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+
 impl<const MIN: usize, const MAX: usize> PartialSchema for Text<MIN, MAX> {
     fn schema() -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(Type::String)
             .min_length(Some(MIN))
             .max_length(Some(MAX))
+            .pattern((MIN > 0).then_some(NOT_BLANK))
             .into()
     }
 }
@@ -371,6 +376,24 @@ mod tests {
             Err("must be at most 3 characters".into())
         );
         assert_eq!(Short::from_json(&json!(5)), Err("must be a string".into()));
+    }
+
+    #[test]
+    fn the_not_blank_pattern_is_rusts_white_space() {
+        // Every char that `trim` removes is in the pattern's class, and no other.
+        let class: Vec<char> = (0..=0x3000u32)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_whitespace())
+            .collect();
+        let listed = [
+            '\t', '\n', '\u{b}', '\u{c}', '\r', ' ', '\u{85}', '\u{a0}', '\u{1680}',
+        ]
+        .into_iter()
+        .chain('\u{2000}'..='\u{200a}')
+        .chain(['\u{2028}', '\u{2029}', '\u{202f}', '\u{205f}', '\u{3000}'])
+        .collect::<Vec<_>>();
+        assert_eq!(class, listed);
+        assert!(NOT_BLANK.starts_with("[^") && NOT_BLANK.ends_with(']'));
     }
 
     #[test]

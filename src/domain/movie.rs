@@ -88,6 +88,17 @@ pub struct MovieEvent {
     pub description: Option<Description>,
 }
 
+impl MovieEvent {
+    /// The rule that `rating` is required when `action` is `rated`, as JSON Schema (`if`/`then`),
+    /// which the schema derive cannot write; the OpenAPI document adds it to `MovieEvent`.
+    pub fn conditional_schema() -> (Value, Value) {
+        (
+            serde_json::json!({"properties": {"action": {"const": "rated"}}, "required": ["action"]}),
+            serde_json::json!({"required": ["rating"], "properties": {"rating": {"$ref": "#/components/schemas/Rating"}}}),
+        )
+    }
+}
+
 impl TryFrom<&Map<String, Value>> for MovieEvent {
     type Error = ValidationErrors;
 

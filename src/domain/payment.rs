@@ -72,8 +72,9 @@ pub struct PaymentEvent {
     pub user_id: EntityId,
     pub amount: Amount,
     pub status: PaymentStatus,
-    /// When the client says it happened; the time of receipt when absent.
-    #[schema(required = false)]
+    /// When the client says it happened; the time of receipt when absent or null. Always
+    /// present in the published event.
+    #[schema(value_type = Option<Timestamp>, required = false)]
     pub timestamp: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(inline)]

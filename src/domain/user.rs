@@ -97,8 +97,9 @@ pub struct UserEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<Email>,
     pub action: UserAction,
-    /// When the client says it happened; the time of receipt when absent.
-    #[schema(required = false)]
+    /// When the client says it happened; the time of receipt when absent or null. Always
+    /// present in the published event.
+    #[schema(value_type = Option<Timestamp>, required = false)]
     pub timestamp: Timestamp,
 }
 

@@ -49,7 +49,7 @@ pub struct Limits {
 /// The service's routes over `state`.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits;
-    let openapi: Arc<str> = openapi::document().into();
+    let openapi: Arc<str> = openapi::document(limits.batch_max_events).into();
     let request_timeout_ms = limits.request_timeout.as_millis();
     // Publishing routes shed load beyond their concurrency limit instead of queueing it, so that
     // memory stays bounded and clients hear at once that they should back off. Health and the

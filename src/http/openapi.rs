@@ -1,8 +1,13 @@
-//! The OpenAPI document, generated from the handlers and the domain types that validate.
+//! The OpenAPI document, generated from the handlers and the domain types that validate, plus
+//! what the derives cannot write: the movie event's conditional rule and the batch size limits.
 
+use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use super::{events, health};
+use super::{BatchResponse, ErrorBody, PublishResponse, events, health};
+use crate::domain::{
+    Event, EventPayload, EventType, FieldError, ItemErrors, MovieEvent, PaymentEvent, UserEvent,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +23,21 @@ use super::{events, health};
         health::health,
         health::live,
     ),
+    components(schemas(
+        ErrorBody,
+        FieldError,
+        ItemErrors,
+        PublishResponse,
+        BatchResponse,
+        events::ItemResult,
+        events::FailedItem,
+        Event,
+        EventPayload,
+        EventType,
+        MovieEvent,
+        UserEvent,
+        PaymentEvent,
+    )),
     tags(
         (name = "events", description = "Publish events"),
         (name = "health", description = "Liveness and readiness"),
@@ -25,9 +45,23 @@ use super::{events, health};
 )]
 pub struct ApiDoc;
 
-/// The document as JSON, rendered once.
-pub fn document() -> String {
-    ApiDoc::openapi().to_json().unwrap_or_else(|error| {
-        format!("{{\"error\": \"could not render the document: {error}\"}}")
-    })
+/// The document as JSON, for a service that takes at most `batch_max_events` per batch.
+pub fn document(batch_max_events: usize) -> String {
+    let mut doc = match serde_json::to_value(ApiDoc::openapi()) {
+        Ok(doc) => doc,
+        Err(error) => {
+            return json!({"error": format!("could not render the document: {error}")}).to_string();
+        }
+    };
+    let (condition, consequence) = MovieEvent::conditional_schema();
+    if let Some(Value::Object(movie)) = doc.pointer_mut("/components/schemas/MovieEvent") {
+        movie.insert("if".to_owned(), condition);
+        movie.insert("then".to_owned(), consequence);
+    }
+    let batch = "/paths/~1api~1events~1batch/post/requestBody/content/application~1json/schema";
+    if let Some(Value::Object(items)) = doc.pointer_mut(batch) {
+        items.insert("minItems".to_owned(), json!(1));
+        items.insert("maxItems".to_owned(), json!(batch_max_events));
+    }
+    doc.to_string()
 }
