@@ -30,7 +30,6 @@ pub struct Application {
     router: axum::Router,
     publisher: Arc<KafkaPublisher>,
     processed: broadcast::Sender<ProcessedEvent>,
-    kafka_status: watch::Receiver<KafkaStatus>,
     background: Vec<JoinHandle<()>>,
     stop: CancellationToken,
     shutdown_timeout: Duration,
@@ -77,7 +76,7 @@ impl Application {
         let state = AppState {
             publisher: publisher.clone(),
             topics,
-            kafka_status: kafka_status.clone(),
+            kafka_status,
             limits: Limits {
                 body_bytes: config.http.body_limit_bytes,
                 request_timeout: config.http.request_timeout,
@@ -90,7 +89,6 @@ impl Application {
             router: http::router(state),
             publisher,
             processed,
-            kafka_status,
             background: vec![health_check, kafka_side],
             stop,
             shutdown_timeout: config.http.shutdown_timeout,
@@ -105,11 +103,6 @@ impl Application {
     /// Events as the built-in consumers process them.
     pub fn processed_events(&self) -> broadcast::Receiver<ProcessedEvent> {
         self.processed.subscribe()
-    }
-
-    /// The latest Kafka health check.
-    pub fn kafka_status(&self) -> watch::Receiver<KafkaStatus> {
-        self.kafka_status.clone()
     }
 
     /// Serves until `shutdown` resolves, then stops within the shutdown timeout: stops accepting,

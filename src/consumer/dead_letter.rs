@@ -13,8 +13,8 @@ use super::ProcessError;
 use crate::kafka::topics::Topics;
 use crate::kafka::{EventPublisher, OutgoingRecord};
 
-/// The header names of a dead-lettered record.
-pub mod headers {
+/// The header names of a dead-lettered record (README, Kafka).
+mod headers {
     pub const ERROR: &str = "dlq-error";
     pub const SOURCE_TOPIC: &str = "dlq-source-topic";
     pub const SOURCE_PARTITION: &str = "dlq-source-partition";

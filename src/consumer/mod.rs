@@ -15,7 +15,7 @@ use anyhow::Context;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use tokio_util::sync::CancellationToken;
 
-pub use dead_letter::{DeadLetters, headers as dead_letter_headers};
+pub use dead_letter::DeadLetters;
 pub use processor::{ProcessError, ProcessedEvent, Processor};
 
 use crate::config::KafkaConfig;

@@ -149,14 +149,6 @@ impl FromJson for EntityId {
     }
 }
 
-impl TryFrom<u64> for EntityId {
-    type Error = String;
-
-    fn try_from(id: u64) -> Result<Self, String> {
-        Self::from_json(&Value::from(id))
-    }
-}
-
 impl fmt::Display for EntityId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
