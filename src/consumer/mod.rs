@@ -12,7 +12,8 @@ mod processor;
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
 pub use dead_letter::DeadLetters;
@@ -21,12 +22,12 @@ pub use processor::{ProcessError, ProcessedEvent, Processor};
 use crate::config::KafkaConfig;
 use crate::kafka::client;
 
-/// How long the final commit at shutdown may take.
-const FINAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a consumer thread looks up from polling to see whether it should stop.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// One consumer per topic, created (so that a bad configuration stops start-up) but not yet
 /// subscribed: they join the group once the topics exist.
-pub struct Consumers(Vec<(String, StreamConsumer)>);
+pub struct Consumers(Vec<(String, BaseConsumer)>);
 
 impl Consumers {
     pub fn new(kafka: &KafkaConfig, topics: &[String]) -> anyhow::Result<Self> {
@@ -50,42 +51,43 @@ impl Consumers {
         dead_letters: DeadLetters,
         stop: CancellationToken,
     ) -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Handle::current();
         let mut running = Vec::with_capacity(self.0.len());
         for (topic, consumer) in self.0 {
             consumer
                 .subscribe(&[&topic])
                 .with_context(|| format!("could not subscribe to {topic}"))?;
             tracing::info!("[CONSUMER] Started consumer for topic {topic}");
-            running.push(tokio::spawn(consume(
-                consumer,
-                processor.clone(),
-                dead_letters.clone(),
-                stop.clone(),
-            )));
+            let (processor, dead_letters) = (processor.clone(), dead_letters.clone());
+            let (stop, runtime) = (stop.clone(), runtime.clone());
+            running.push(tokio::task::spawn_blocking(move || {
+                consume(&consumer, &processor, &dead_letters, &stop, &runtime);
+                commit_and_close(consumer);
+            }));
         }
         for consumer in running {
-            consumer.await.context("a consumer task failed")?;
+            consumer.await.context("a consumer thread failed")?;
         }
         Ok(())
     }
 }
 
-async fn consume(
-    consumer: StreamConsumer,
-    processor: Processor,
-    dead_letters: DeadLetters,
-    stop: CancellationToken,
+/// Polls and processes records until `stop`, on a thread of its own: processing is synchronous,
+/// and off the async workers it cannot delay the HTTP answers they are busy with.
+fn consume(
+    consumer: &BaseConsumer,
+    processor: &Processor,
+    dead_letters: &DeadLetters,
+    stop: &CancellationToken,
+    runtime: &tokio::runtime::Handle,
 ) {
-    loop {
-        let record = tokio::select! {
-            _ = stop.cancelled() => break,
-            record = consumer.recv() => record,
-        };
-        match record {
-            Ok(record) => {
+    while !stop.is_cancelled() {
+        match consumer.poll(POLL_INTERVAL) {
+            None => {}
+            Some(Ok(record)) => {
                 if let Err(error) = processor.process(&record) {
-                    if !dead_letters.divert(&record, &error, &stop).await {
-                        break; // Stopping before the dead letter was stored: keep the offset.
+                    if !runtime.block_on(dead_letters.divert(&record, &error, stop)) {
+                        return; // Stopping before the dead letter was stored: keep the offset.
                     }
                 }
                 if let Err(error) = consumer.store_offset_from_message(&record) {
@@ -94,23 +96,18 @@ async fn consume(
             }
             // Errors here (a broker going away, a rebalance in progress) are reported by
             // librdkafka, which keeps retrying on its own.
-            Err(error) => tracing::warn!("[CONSUMER] Error: {error}"),
+            Some(Err(error)) => tracing::warn!("[CONSUMER] Error: {error}"),
         }
     }
-    // Committing and closing block the thread, and may wait on the broker.
-    let closing = tokio::task::spawn_blocking(move || {
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) => {}
-            Err(e)
-                if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) => {}
-            Err(e) => tracing::warn!("[CONSUMER] Final commit failed: {e}"),
-        }
-        drop(consumer);
-    });
-    if tokio::time::timeout(FINAL_COMMIT_TIMEOUT, closing)
-        .await
-        .is_err()
-    {
-        tracing::warn!("[CONSUMER] Final commit did not finish within {FINAL_COMMIT_TIMEOUT:?}");
+}
+
+/// Commits the stored offsets and leaves the group. Both may wait on the broker; the shutdown
+/// deadline bounds how long the service waits for them.
+fn commit_and_close(consumer: BaseConsumer) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
+        Err(e) => tracing::warn!("[CONSUMER] Final commit failed: {e}"),
     }
+    drop(consumer);
 }
