@@ -21,3 +21,26 @@ alive() {
 
 # "${KAFKA_JAVA[@]}" [jvm options...] main-class [args...]: log4j goes to stderr, stdout stays the tool's.
 KAFKA_JAVA=("$JAVA" -Dlog4j2.configurationFile="$KAFKA_SCRIPTS/log4j2-tools.properties" -cp "$KAFKA_LIBS/*")
+
+# launch_node NODE_DIR: starts the broker configured in NODE_DIR/server.properties in the
+# background, appending to its server.log, and writes its pid to NODE_DIR/kafka.pid.
+# setsid: the broker gets its own session, so it outlives its caller and a Ctrl-C in its terminal.
+launch_node() {
+  local n=$1 launch=(setsid)
+  command -v setsid >/dev/null || launch=(nohup)
+  # shellcheck disable=SC2086 # KAFKA_OPTS holds several options.
+  (cd "$n" && exec "${launch[@]}" "$JAVA" -Xmx512m -Xms256m -Djava.awt.headless=true ${KAFKA_OPTS-} \
+    -Dlog4j2.configurationFile="$KAFKA_SCRIPTS/log4j2-server.properties" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$n/server.properties" >>"$n/server.log" 2>&1 </dev/null) &
+  echo "$!" >"$n/kafka.pid"
+}
+
+# node_pid NODE_DIR: the pid of NODE_DIR's running broker, or nothing (and status 1) when none
+# runs; a recycled pid that now belongs to another process does not count.
+node_pid() {
+  local pid args
+  [[ -f $1/kafka.pid ]] || return 1
+  pid=$(<"$1/kafka.pid")
+  args=$(ps -o args= -p "$pid" 2>/dev/null) || return 1
+  [[ $args == *"kafka.Kafka $1/server.properties"* ]] && alive "$pid" && echo "$pid"
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: kafka/start.sh [--port N] [--dir DIR] [--auto-create true|false] [--brokers 1|3]
+# Usage: kafka/start.sh [--port N] [--dir DIR] [--auto-create true|false] [--brokers 1|3] [--security]
 #
 # Starts a KRaft Kafka on 127.0.0.1 in the background (each node is broker+controller)
 # and returns once it serves metadata. stdout gets exactly one line, the bootstrap
@@ -8,6 +8,14 @@
 #   --dir DIR        node state, server.log and kafka.pid (default kafka/.run/<port>)
 #   --auto-create    auto.create.topics.enable (default false)
 #   --brokers 1|3    3 = a cluster with replication factor 3, min.insync.replicas 2
+#   --security       also a SASL_SSL listener per node (SCRAM-SHA-256 over TLS), beside the
+#                    PLAINTEXT one that brokers, controllers and tools keep using. A CA and a
+#                    certificate for 127.0.0.1/localhost are made in DIR/tls at every start, the
+#                    user at storage format. What clients need goes to DIR/security.env
+#                    (shell syntax): KAFKA_SASL_SSL_BROKERS (its bootstrap list),
+#                    KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD (random)
+#                    and KAFKA_SSL_CA_LOCATION (DIR/tls/ca.pem, to verify the broker); and, for
+#                    kafka/tool.sh's --command-config, DIR/sasl-ssl.properties.
 # KAFKA_OPTS is appended to the broker's JVM options; KAFKA_START_TIMEOUT (default 60 s)
 # bounds the wait. Stop with kafka/stop.sh --dir DIR.
 set -euo pipefail
@@ -16,13 +24,14 @@ set -euo pipefail
 
 usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0" >&2; exit "${1:-2}"; }
 
-port=0 dir='' auto_create=false brokers=1
+port=0 dir='' auto_create=false brokers=1 security=false
 while (($#)); do
   case $1 in
     --port) port=${2-}; shift 2 || usage ;;
     --dir) dir=${2-}; shift 2 || usage ;;
     --auto-create) auto_create=${2-}; shift 2 || usage ;;
     --brokers) brokers=${2-}; shift 2 || usage ;;
+    --security) security=true; shift ;;
     -h | --help) usage 0 ;;
     *) log "unknown argument: $1"; usage ;;
   esac
@@ -96,10 +105,15 @@ prepare_dir "$dir"
 dir=$(cd "$dir" && pwd -P)
 touch "$dir/.kafka-run"
 
-cports=() voters=() bootstrap=() nodes=()
+cports=() sports=() voters=() bootstrap=() sasl_bootstrap=() nodes=()
 for ((i = 0; i < brokers; i++)); do
   pick_port
   cports+=("${picked[-1]}")
+  if $security; then
+    pick_port
+    sports+=("${picked[-1]}")
+    sasl_bootstrap+=("127.0.0.1:${sports[i]}")
+  fi
   voters+=("$((i + 1))@127.0.0.1:${cports[i]}")
   bootstrap+=("127.0.0.1:${bports[i]}")
   if ((brokers == 1)); then nodes+=("$dir"); else nodes+=("$dir/node-$((i + 1))"); fi
@@ -107,6 +121,7 @@ done
 if ((brokers == 1)); then rf=1 min_isr=1; else rf=3 min_isr=2; fi
 bootstrap_list=$(IFS=,; echo "${bootstrap[*]}")
 voters_list=$(IFS=,; echo "${voters[*]}")
+sasl_list=$(IFS=,; echo "${sasl_bootstrap[*]}")
 log "starting Kafka $KAFKA_VERSION ($brokers node(s)) on $bootstrap_list in $dir"
 
 # Kafka's own random-uuid is a 16-byte base64url string; generating it here saves a JVM start.
@@ -131,19 +146,82 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# make_tls TLS_DIR: a CA and a certificate it signed for the brokers' address. EC keys take
+# milliseconds, where RSA keys or a keytool JVM would take about a second. Kafka reads the
+# broker's unencrypted PKCS#8 key and its certificate from one PEM file.
+make_tls() {
+  local t=$1
+  mkdir -p "$t"
+  cat >"$t/openssl.cnf" <<EOF
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+[ca]
+basicConstraints = critical, CA:true
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[broker]
+basicConstraints = critical, CA:false
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+  local new_key=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -days 365)
+  if ! {
+    openssl req -config "$t/openssl.cnf" -x509 -extensions ca "${new_key[@]}" \
+      -subj "/CN=events-service local Kafka CA" -keyout "$t/ca.key" -out "$t/ca.pem" &&
+      openssl req -config "$t/openssl.cnf" -x509 -extensions broker "${new_key[@]}" \
+        -CA "$t/ca.pem" -CAkey "$t/ca.key" -subj "/CN=localhost" \
+        -keyout "$t/broker.key" -out "$t/broker.crt"
+  } 2>"$t/openssl.log"; then
+    cat "$t/openssl.log" >&2
+    die "openssl could not make the TLS certificates in $t"
+  fi
+  cat "$t/broker.key" "$t/broker.crt" >"$t/broker.pem"
+}
+
+scram=()
+if $security; then
+  command -v openssl >/dev/null || die "--security needs openssl"
+  make_tls "$dir/tls"
+  ca=$dir/tls/ca.pem sasl_user=events
+  # 18 random bytes are 24 base64 characters without padding; letters and digits only, so the
+  # password needs no quoting in --add-scram, JAAS or a shell.
+  sasl_password=$(head -c18 /dev/urandom | base64 | tr '+/' 'xy')
+  scram=(--add-scram "SCRAM-SHA-256=[name=$sasl_user,password=$sasl_password]")
+  cat >"$dir/sasl-ssl.properties" <<EOF
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-256
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$sasl_user" password="$sasl_password";
+ssl.truststore.type=PEM
+ssl.truststore.location=$ca
+EOF
+fi
+
 fmt_pids=()
 for ((i = 0; i < brokers; i++)); do
   n=${nodes[i]}
   mkdir -p "$n"
+  listeners=PLAINTEXT://127.0.0.1:${bports[i]},CONTROLLER://127.0.0.1:${cports[i]}
+  advertised=PLAINTEXT://127.0.0.1:${bports[i]}
+  protocols=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+  if $security; then
+    listeners+=,SASL_SSL://127.0.0.1:${sports[i]}
+    advertised+=,SASL_SSL://127.0.0.1:${sports[i]}
+    protocols+=,SASL_SSL:SASL_SSL
+  fi
   cat >"$n/server.properties" <<EOF
 process.roles=broker,controller
 node.id=$((i + 1))
 controller.quorum.voters=$voters_list
-listeners=PLAINTEXT://127.0.0.1:${bports[i]},CONTROLLER://127.0.0.1:${cports[i]}
-advertised.listeners=PLAINTEXT://127.0.0.1:${bports[i]}
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$n/data
 auto.create.topics.enable=$auto_create
 num.partitions=1
@@ -155,26 +233,28 @@ transaction.state.log.min.isr=$min_isr
 share.coordinator.state.topic.replication.factor=$rf
 share.coordinator.state.topic.min.isr=$min_isr
 group.initial.rebalance.delay.ms=0
+unclean.leader.election.enable=false
 EOF
+  if $security; then
+    cat >>"$n/server.properties" <<EOF
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-256
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$dir/tls/broker.pem
+EOF
+  fi
   # Formatting costs a JVM start per node; do them side by side.
   "${KAFKA_JAVA[@]}" "${QUICK_JVM[@]}" kafka.tools.StorageTool format -t "$cluster_id" \
-    -c "$n/server.properties" >"$n/server.log" 2>&1 &
+    -c "$n/server.properties" "${scram[@]}" >"$n/server.log" 2>&1 &
   fmt_pids+=($!)
 done
 for ((i = 0; i < brokers; i++)); do
   wait "${fmt_pids[i]}" || die "formatting storage in ${nodes[i]} failed"
 done
 
-# setsid: the broker gets its own session, so it outlives this script and a Ctrl-C in its terminal.
-launch=(setsid)
-command -v setsid >/dev/null || launch=(nohup)
 for n in "${nodes[@]}"; do
-  # shellcheck disable=SC2086 # KAFKA_OPTS holds several options.
-  (cd "$n" && exec "${launch[@]}" "$JAVA" -Xmx512m -Xms256m -Djava.awt.headless=true ${KAFKA_OPTS-} \
-    -Dlog4j2.configurationFile="$KAFKA_SCRIPTS/log4j2-server.properties" \
-    -cp "$KAFKA_LIBS/*" kafka.Kafka "$n/server.properties" >>"$n/server.log" 2>&1 </dev/null) &
-  pids+=($!)
-  echo "$!" >"$n/kafka.pid"
+  launch_node "$n"
+  pids+=("$(<"$n/kafka.pid")")
 done
 
 check_alive() {
@@ -186,7 +266,7 @@ check_alive() {
 }
 
 # Polling the TCP port is nearly free, so no probe JVM starts before the listeners are up.
-for p in "${bports[@]}"; do
+for p in "${bports[@]}" "${sports[@]}"; do
   until (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do
     check_alive
     sleep 0.2
@@ -203,6 +283,24 @@ until out=$(timeout $((deadline > SECONDS ? deadline - SECONDS : 1)) "${KAFKA_JA
   sleep 0.2
 done
 
+if $security; then
+  # An unfenced broker has every listener open and the user in its metadata. Checking the
+  # certificate as a client would (chain and address) costs milliseconds; a probe JVM over
+  # SASL_SSL would cost a second.
+  for p in "${sports[@]}"; do
+    openssl s_client -connect "127.0.0.1:$p" -CAfile "$ca" -verify_ip 127.0.0.1 \
+      -verify_return_error </dev/null >"$dir/tls/s_client.log" 2>&1 ||
+      die "the SASL_SSL listener on port $p fails TLS verification; see $dir/tls/s_client.log"
+  done
+  {
+    echo "KAFKA_SASL_SSL_BROKERS=${sasl_list@Q}"
+    echo "KAFKA_SASL_MECHANISM=SCRAM-SHA-256"
+    echo "KAFKA_SASL_USERNAME=${sasl_user@Q}"
+    echo "KAFKA_SASL_PASSWORD=${sasl_password@Q}"
+    echo "KAFKA_SSL_CA_LOCATION=${ca@Q}"
+  } >"$dir/security.env"
+  log "SASL_SSL listener on $sasl_list; client settings in $dir/security.env"
+fi
 started=true
 log "ready after ${SECONDS}s (pids ${pids[*]})"
 echo "$bootstrap_list"

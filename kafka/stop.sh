@@ -28,10 +28,7 @@ pids=()
 for d in "${dirs[@]}"; do
   d=$(cd "$d" && pwd -P)
   while IFS= read -r pidfile; do
-    pid=$(<"$pidfile")
-    # Only signal the pid if it still is this node's broker, not a recycled pid.
-    args=$(ps -o args= -p "$pid" 2>/dev/null) || continue
-    [[ $args == *"kafka.Kafka $(dirname "$pidfile")/server.properties"* ]] && pids+=("$pid")
+    pid=$(node_pid "$(dirname "$pidfile")") && pids+=("$pid")
   done < <(find "$d" -maxdepth 2 -name kafka.pid)
 done
 

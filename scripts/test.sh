@@ -12,8 +12,17 @@ cargo build --locked --all-targets
 broker_dir=kafka/.run/test-$$
 stop_broker() { kafka/stop.sh --dir "$broker_dir" >&2 || true; }
 trap stop_broker EXIT
-TEST_KAFKA_BROKERS=$(kafka/start.sh --dir "$broker_dir" --auto-create false)
+TEST_KAFKA_BROKERS=$(kafka/start.sh --dir "$broker_dir" --auto-create false --security)
 export TEST_KAFKA_BROKERS
-echo "test: Kafka broker at $TEST_KAFKA_BROKERS (automatic topic creation off)" >&2
+# The SASL_SSL listener (SCRAM-SHA-256, a CA made for this run) for tests/kafka/security.rs.
+# shellcheck source=/dev/null # written by kafka/start.sh --security
+. "$broker_dir/security.env"
+export TEST_KAFKA_SASL_SSL_BROKERS=$KAFKA_SASL_SSL_BROKERS \
+  TEST_KAFKA_SASL_MECHANISM=$KAFKA_SASL_MECHANISM \
+  TEST_KAFKA_SASL_USERNAME=$KAFKA_SASL_USERNAME \
+  TEST_KAFKA_SASL_PASSWORD=$KAFKA_SASL_PASSWORD \
+  TEST_KAFKA_SSL_CA_LOCATION=$KAFKA_SSL_CA_LOCATION
+echo "test: Kafka broker at $TEST_KAFKA_BROKERS (automatic topic creation off)," \
+  "SASL_SSL at $TEST_KAFKA_SASL_SSL_BROKERS" >&2
 
 cargo test --locked --all-targets "$@"
