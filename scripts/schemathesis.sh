@@ -34,30 +34,7 @@ say() { echo "schemathesis: $*" >&2; }
 
 # --- schemathesis, pinned, in a virtualenv of its own ------------------------------------------
 venv=$root/.venv-fuzz
-requirements=scripts/requirements-fuzz.txt
-if [[ -x $venv/bin/python ]] && ! "$venv/bin/python" -c '' 2>/dev/null; then
-  rm -rf "$venv"   # left by a Python that is gone
-fi
-if ! cmp -s "$requirements" "$venv/.requirements"; then
-  if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
-    say "needs Python 3.11 or newer; python3 is $(python3 --version 2>&1)"
-    exit 1
-  fi
-  if [[ ! -x $venv/bin/python ]] && ! python3 -m venv "$venv" >/dev/null 2>&1; then
-    rm -rf "$venv"
-    if [[ $(id -u) -ne 0 ]]; then
-      say "python3 cannot create a virtualenv; install python3-venv (Debian: apt-get install python3-venv)"
-      exit 1
-    fi
-    say "installing python3-venv"
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
-    python3 -m venv "$venv"
-  fi
-  say "installing $(grep -i '^schemathesis==' "$requirements") into .venv-fuzz/"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
-  cp "$requirements" "$venv/.requirements"
-fi
+scripts/venv.sh "$venv" scripts/requirements-fuzz.txt
 
 # --- the service, with a broker of its own ------------------------------------------------------
 taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

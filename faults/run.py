@@ -1,0 +1,94 @@
+"""Runs the fault scenarios and prints their table; exits 1 unless every check passed.
+
+Usage: python faults/run.py --binary target/release/events-service [--full] [--report FILE]
+                            [scenario ...]
+Scenarios: broker-crash, leader-kills, sigterm, consumer-crash, long-outage (default: all).
+--full runs longer outages, more load and bigger backlogs (see RELIABILITY.md)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from pathlib import Path
+
+from harness import ROOT, Kafka
+from scenarios import ALL, Lab, Outcome
+
+HEADER = ["scenario", "sent", "201", "5xx / no answer", "stored", "lost", "wrong", "duplicated",
+          "out of order", "result"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--binary", type=Path, required=True)
+    parser.add_argument("--full", action="store_true")
+    parser.add_argument("--report", type=Path)
+    parser.add_argument("scenarios", nargs="*", metavar="scenario")
+    args = parser.parse_args()
+    if unknown := set(args.scenarios) - set(ALL):
+        parser.error(f"unknown scenario(s) {', '.join(sorted(unknown))}; choose from {', '.join(ALL)}")
+    args.scenarios = args.scenarios or list(ALL)
+
+    work = Path(tempfile.mkdtemp(prefix="faults-"))
+    lab = Lab(binary=args.binary.resolve(), work=work, run=uuid.uuid4().hex[:8], full=args.full)
+    needs_broker = any(name != "leader-kills" for name in args.scenarios)
+    lab.broker = Kafka(ROOT / "kafka" / ".run" / f"faults-{lab.run}")
+    outcomes: list[Outcome] = []
+    started = time.monotonic()
+    try:
+        if needs_broker:
+            lab.broker.start()
+        for name in [name for name in ALL if name in args.scenarios]:
+            say(f"--- {name}")
+            began = time.monotonic()
+            try:
+                outcome = ALL[name](lab)
+            except Exception as error:  # a scenario that cannot run is a failed scenario
+                traceback.print_exc()
+                outcome = Outcome(name)
+                outcome.check("the scenario ran to its end", False, f"{error}")
+            outcome.notes.append(f"{time.monotonic() - began:.0f} s")
+            outcomes.append(outcome)
+            for what, ok, detail in outcome.checks:
+                say(f"  {'ok  ' if ok else 'FAIL'} {what}{': ' + detail if detail else ''}")
+    finally:
+        if needs_broker:
+            lab.broker.stop()
+    table = render(outcomes, args.full, time.monotonic() - started)
+    print(table)
+    if args.report:
+        args.report.write_text(table)
+    passed = all(o.passed for o in outcomes)
+    if passed:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        say(f"service logs kept in {work}")
+    return 0 if passed else 1
+
+
+def render(outcomes: list[Outcome], full: bool, took: float) -> str:
+    lines = [f"Fault suite ({'full' if full else 'CI'} run, {took:.0f} s)", "",
+             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for o in outcomes:
+        counts = o.tally.row() if o.tally else [""] * 8
+        result = "pass" if o.passed else "FAIL"
+        lines.append("| " + " | ".join(str(c) for c in [o.name, *counts, result]) + " |")
+    lines.append("")
+    for o in outcomes:
+        lines.append(f"- **{o.name}**: " + "; ".join(
+            [f"{'✓' if ok else '✗'} {what}{' (' + detail + ')' if detail else ''}"
+             for what, ok, detail in o.checks] + o.notes))
+    return "\n".join(lines) + "\n"
+
+
+def say(message: str):
+    print(f"faults: {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""The five fault scenarios of RELIABILITY.md. Each drives load with bookkeeping, breaks something
+on purpose, reads the topic back with an independent client and returns its checks."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+from harness import Failure, Kafka, Service, wait_until
+from ledger import Tally, committed_everything, read_topic, tally
+from traffic import Traffic
+
+MOVIE_TOPIC = "movie-events"
+# A 201 that left the service just before the kill may reach the client a moment after it.
+IN_FLIGHT_GRACE = 0.5
+PROCESSED = re.compile(r"\[CONSUMER\] Topic: (\S+), Partition: (\d+), Offset: (\d+)")
+
+
+@dataclass
+class Outcome:
+    name: str
+    tally: Tally | None = None
+    checks: list[tuple[str, bool, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def check(self, what: str, ok: bool, detail: str = ""):
+        self.checks.append((what, bool(ok), detail))
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(ok for _, ok, _ in self.checks)
+
+
+@dataclass
+class Lab:
+    """What the scenarios share: the binary, a scratch directory, the run's id and its length."""
+    binary: Path
+    work: Path
+    run: str
+    full: bool
+    broker: Kafka | None = None
+
+    def service(self, scenario: str, kafka: Kafka, log_name: str = "", **env) -> Service:
+        env = {"KAFKA_BROKERS": kafka.bootstrap, "KAFKA_TOPIC_PREFIX": f"{scenario}-{self.run}.",
+               "KAFKA_GROUP_ID": f"{scenario}-{self.run}",
+               **{k: str(v) for k, v in env.items()}}
+        return Service(self.binary, env, self.work / f"{log_name or scenario}.log")
+
+    def tag(self, scenario: str) -> str:
+        return f"{scenario}-{self.run}"
+
+    def topic(self, scenario: str) -> str:
+        return f"{scenario}-{self.run}.{MOVIE_TOPIC}"
+
+
+def healthy(service: Service, traffic: Traffic | None = None, since: float = 0.0):
+    """The latest health answer, if it came after `since`, was 200."""
+    if traffic is None:
+        try:
+            with urllib.request.urlopen(f"{service.url}/api/events/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+    recent = [s for s in traffic.samples[-5:] if s.at >= since]
+    return bool(recent) and recent[-1].health == 200
+
+
+def health_was(traffic: Traffic, status: int, since: float) -> bool:
+    return any(s.health == status for s in traffic.samples if s.at >= since)
+
+
+def finish(outcome: Outcome, traffic: Traffic, kafka: Kafka, topic: str, tag: str) -> Tally:
+    t = tally(traffic.answers, read_topic(kafka.bootstrap, topic, tag))
+    outcome.tally = t
+    outcome.check("no acknowledged event lost", t.lost == 0, f"{t.lost} lost")
+    outcome.check("every 201 names where its event is", t.wrong == 0, f"{t.wrong} wrong")
+    if t.other_statuses:
+        outcome.notes.append(f"other statuses: {dict(t.other_statuses)}")
+    if t.stored_unacked:
+        outcome.notes.append(f"{t.stored_unacked} stored without a 201 (allowed)")
+    return t
+
+
+def broker_outage(lab: Lab, name: str, outage: float, workers: int, delivery_ms: int):
+    """Load, then the broker is killed for `outage` seconds and restarted on its data."""
+    request_ms = delivery_ms + 2000
+    kafka = lab.broker
+    service = lab.service(name, kafka, KAFKA_DELIVERY_TIMEOUT_MS=delivery_ms,
+                          HTTP_REQUEST_TIMEOUT_MS=request_ms).start()
+    wait_until("the service to be healthy", lambda: healthy(service), 60)
+    traffic = Traffic(service.url, lab.tag(name), workers, timeout=request_ms / 1000 + 5,
+                      rss=service.rss_mib).start()
+    began = time.monotonic()
+    wait_until("steady load", lambda: time.monotonic() - began > 5 and traffic.acked_since(0) > 0, 30)
+    killed = time.monotonic()
+    kafka.kill()
+    time.sleep(outage)  # the outage itself: load keeps running against a service without Kafka
+    kafka.revive()
+    revived = time.monotonic()
+    return service, traffic, began, killed, revived, request_ms
+
+
+def outage_checks(outcome: Outcome, traffic: Traffic, killed: float, revived: float, bound: float):
+    during = [a for a in traffic.answers if killed + IN_FLIGHT_GRACE < a.done < revived]
+    acked = sum(a.acked for a in during)
+    not_5xx = [a.status for a in during if a.status is None or a.status < 500]
+    outcome.check("no 201 while the broker was down", acked == 0 and during,
+                  f"{len(during)} answered in the outage, {acked} of them 201")
+    outcome.check("every answer in the outage a 5xx", not not_5xx,
+                  f"others: {not_5xx[:5]}" if not_5xx else "")
+    slowest = max(a.done - a.sent for a in traffic.answers)
+    outcome.check(f"no request took longer than {bound:.1f} s", slowest <= bound,
+                  f"slowest {slowest:.2f} s")
+
+
+def broker_crash(lab: Lab) -> Outcome:
+    """1. One broker, kill -9 under load, restarted on the same data."""
+    name, outcome = "broker-crash", Outcome("1. broker kill -9 and restart")
+    service, traffic, _, killed, revived, request_ms = broker_outage(
+        lab, name, outage=10 if lab.full else 4, workers=32, delivery_ms=3000)
+    wait_until("health 200 after the restart", lambda: healthy(service, traffic, revived), 60)
+    wait_until("201s after the restart", lambda: traffic.acked_since(revived) >= 200, 60)
+    pid_before = service.pid
+    traffic.stop()
+    outcome.check("health went 503 in the outage", health_was(traffic, 503, killed))
+    outcome.check("recovered without a restart", service.alive() and service.pid == pid_before)
+    outage_checks(outcome, traffic, killed, revived, bound=request_ms / 1000 + 0.5)
+    service.terminate()
+    finish(outcome, traffic, lab.broker, lab.topic(name), lab.tag(name))
+    return outcome
+
+
+def long_outage(lab: Lab) -> Outcome:
+    """5. The broker is away for several delivery timeouts; throughput must come back."""
+    name, outcome = "long-outage", Outcome("5. broker away longer than the delivery timeout")
+    delivery_ms = 5000 if lab.full else 2000
+    service, traffic, began, killed, revived, _ = broker_outage(
+        lab, name, outage=60 if lab.full else 10, workers=128, delivery_ms=delivery_ms)
+    baseline = traffic.acked_since(began + 2) - traffic.acked_since(killed)
+    rate = baseline / (killed - began - 2)
+    window = 2.0
+
+    def recent_rate():
+        now = time.monotonic()
+        return (now - revived >= window and
+                (traffic.acked_since(now - window) / window) >= 0.9 * rate)
+
+    try:
+        wait_until("throughput back to 90%", recent_rate, 35, interval=0.25)
+    except Failure:
+        pass
+    stopped = time.monotonic()
+    traffic.stop()
+    service.terminate()
+    recovered = recovery_time(traffic, revived, rate, window)
+    outage_rss = [s.rss_mib for s in traffic.samples if killed < s.at < revived and s.rss_mib]
+    before_rss = [s.rss_mib for s in traffic.samples if s.at < killed and s.rss_mib]
+    outage_checks(outcome, traffic, killed, revived, bound=delivery_ms / 1000 + 1.5)
+    outcome.check("memory bounded in the outage (< 256 MiB)", max(outage_rss) < 256,
+                  f"peak {max(outage_rss):.0f} MiB (before: {max(before_rss):.0f} MiB)")
+    outcome.check("throughput back to 90% within 30 s", recovered is not None and recovered <= 30,
+                  f"after {recovered:.1f} s" if recovered is not None
+                  else f"not within {stopped - revived:.0f} s")
+    outcome.notes.append(f"baseline {rate:.0f} 201/s; outage {revived - killed:.0f} s, "
+                         f"delivery timeout {delivery_ms / 1000:.0f} s")
+    finish(outcome, traffic, lab.broker, lab.topic(name), lab.tag(name))
+    return outcome
+
+
+def recovery_time(traffic: Traffic, revived: float, rate: float, window: float) -> float | None:
+    """Seconds from the restart to the end of the first window running at 90% of `rate`."""
+    done = sorted(a.done for a in traffic.answers if a.acked and a.done >= revived)
+    start = 0
+    for end, t in enumerate(done):
+        while done[start] < t - window:
+            start += 1
+        if t - revived >= window and (end - start + 1) / window >= 0.9 * rate:
+            return t - revived
+    return None
+
+
+def leader_kills(lab: Lab) -> Outcome:
+    """2. Three brokers; the leader of a partition is killed five times under load."""
+    name, outcome = "leader-kills", Outcome("2. 3 brokers, partition leader kill -9 ×5")
+    cluster = Kafka(lab.work / "cluster", nodes=3)
+    try:
+        cluster.start()
+        service = lab.service(name, cluster, KAFKA_TOPIC_PARTITIONS=3,
+                              KAFKA_TOPIC_REPLICATION_FACTOR=3).start()
+        wait_until("the service to be healthy", lambda: healthy(service), 60)
+        topic = lab.topic(name)
+        # Its brokers die on purpose: only librdkafka's critical lines are worth printing.
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap, "log_level": 2})
+        traffic = Traffic(service.url, lab.tag(name), 24, timeout=20).start()
+        wait_until("steady load", lambda: traffic.acked_since(0) > 500, 30)
+        kills = []
+        for round_ in range(5):
+            partition = round_ % 3
+            leader = partitions(admin, topic)[partition].leader
+            killed = time.monotonic()
+            cluster.kill(leader)
+            time.sleep(3 if lab.full else 1.5)  # the cluster runs without that node for a while
+            cluster.revive(leader)
+            wait_until("every replica back in sync", lambda: in_sync(admin, topic), 120, 0.5)
+            wait_until("201s after the restart",
+                       lambda: traffic.acked_since(time.monotonic() - 1) > 50, 60)
+            kills.append(f"p{partition}: node {leader}, back in sync after "
+                         f"{time.monotonic() - killed:.0f} s")
+        traffic.stop()
+        service.terminate()
+        t = finish(outcome, traffic, cluster, topic, lab.tag(name))
+        outcome.check("no duplicates (one service process)", t.duplicated == 0,
+                      f"{t.duplicated} duplicated")
+        outcome.check("each key's events in the order sent", t.out_of_order == 0,
+                      f"{t.out_of_order} out of order")
+        outcome.notes.append("; ".join(kills))
+    finally:
+        cluster.stop()
+    return outcome
+
+
+def partitions(admin: AdminClient, topic: str):
+    return admin.list_topics(topic, timeout=10).topics[topic].partitions
+
+
+def in_sync(admin: AdminClient, topic: str) -> bool:
+    try:
+        return all(len(p.isrs) == 3 and p.leader >= 0 for p in partitions(admin, topic).values())
+    except Exception:  # metadata unavailable while brokers come and go; ask again
+        return False
+
+
+def sigterm(lab: Lab) -> Outcome:
+    """3. SIGTERM under load: every 201 stored, exit within SHUTDOWN_TIMEOUT_MS."""
+    name, outcome = "sigterm", Outcome("3. SIGTERM the service under load")
+    bound_ms = 20000
+    service = lab.service(name, lab.broker, SHUTDOWN_TIMEOUT_MS=bound_ms).start()
+    wait_until("the service to be healthy", lambda: healthy(service), 60)
+    traffic = Traffic(service.url, lab.tag(name), 64, timeout=20).start()
+    wait_until("steady load", lambda: traffic.acked_since(0) > (5000 if lab.full else 2000), 60)
+    signalled = time.monotonic()
+    code, took = service.terminate(timeout=bound_ms / 1000 + 10)
+    traffic.stop()
+    outcome.check("exit status 0", code == 0, f"status {code}")
+    outcome.check(f"exit within {bound_ms / 1000:.0f} s", took <= bound_ms / 1000,
+                  f"exited after {took:.2f} s")
+    late = sum(a.acked for a in traffic.answers if a.done > signalled)
+    outcome.notes.append(f"{late} requests in flight at SIGTERM were answered 201")
+    finish(outcome, traffic, lab.broker, lab.topic(name), lab.tag(name))
+    return outcome
+
+
+def consumer_crash(lab: Lab) -> Outcome:
+    """4. kill -9 the service while its consumers work through a backlog, then restart it."""
+    name, outcome = "consumer-crash", Outcome("4. kill -9 the service mid-processing")
+    events = 300_000 if lab.full else 120_000
+    env = {"KAFKA_TOPIC_PARTITIONS": 3}
+    producer = lab.service(name, lab.broker, "consumer-crash-producer",
+                           KAFKA_CONSUMERS_ENABLED="false", **env).start()
+    wait_until("the service to be healthy", lambda: healthy(producer), 60)
+    acked = post_backlog(producer.url, events)
+    producer.terminate()
+
+    first = lab.service(name, lab.broker, "consumer-crash-first", **env).start()
+    topic = lab.topic(name)
+    log = LogTail(first.log, topic)
+    wait_until("a third of the backlog processed", lambda: log.count() >= events // 3, 60, 0.01)
+    first.kill()
+    before = processed(first.log, topic)
+
+    second = lab.service(name, lab.broker, "consumer-crash-second", **env).start()
+    wait_until("the group to commit everything",
+               lambda: committed_everything(lab.broker.bootstrap, f"{name}-{lab.run}", topic),
+               120, 0.5)
+    code, _ = second.terminate()
+    after = processed(second.log, topic)
+
+    expected = set(range_of(lab.broker.bootstrap, topic))
+    seen = set(before) | set(after)
+    skipped = len(expected - seen)
+    twice = (len(before) + len(after)) - len(seen)
+    outcome.tally = Tally(sent=events, acked=acked, stored=len(expected))
+    outcome.check("every event acknowledged", acked == events, f"{acked} of {events}")
+    outcome.check("killed mid-processing", 0 < len(set(before)) < len(expected),
+                  f"{len(set(before))} of {len(expected)} processed before the kill")
+    outcome.check("no event skipped by the consumers", skipped == 0, f"{skipped} skipped")
+    outcome.check("the restarted service exits 0", code == 0, f"status {code}")
+    outcome.notes.append(f"{len(set(before))} processed before the kill; {twice} processed "
+                         f"twice (at least once allows it)")
+    return outcome
+
+
+def post_backlog(url: str, events: int, batch: int = 1000) -> int:
+    acked = 0
+    for start in range(0, events, batch):
+        items = [{"type": "movie", "movie_id": 1 + (start + i) % 97, "title": f"backlog {start + i}",
+                  "action": "viewed"} for i in range(min(batch, events - start))]
+        request = urllib.request.Request(f"{url}/api/events/batch", json.dumps(items).encode(),
+                                         {"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = json.load(response)
+            acked += sum(1 for r in body["results"] if r.get("status") == "success")
+    return acked
+
+
+class LogTail:
+    """Counts a service's processed-record lines as its log grows, reading each byte once."""
+
+    def __init__(self, path: Path, topic: str):
+        self.path, self.needle, self.seen, self.offset = path, f"Topic: {topic},".encode(), 0, 0
+
+    def count(self) -> int:
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        complete = chunk.rfind(b"\n") + 1
+        self.seen += chunk[:complete].count(self.needle)
+        self.offset += complete
+        return self.seen
+
+
+def processed(log: Path, topic: str) -> list[tuple[int, int]]:
+    return [(int(m[2]), int(m[3])) for m in PROCESSED.finditer(log.read_text(errors="replace"))
+            if m[1] == topic]
+
+
+def range_of(bootstrap: str, topic: str):
+    from confluent_kafka import Consumer, TopicPartition
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "faults-range"})
+    try:
+        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            yield from ((p, o) for o in range(low, high))
+    finally:
+        consumer.close()
+
+
+ALL = {"broker-crash": broker_crash, "leader-kills": leader_kills, "sigterm": sigterm,
+       "consumer-crash": consumer_crash, "long-outage": long_outage}
