@@ -1,12 +1,14 @@
-//! Records the consumers cannot process go to a dead-letter topic, `<topic>.dlq`, with the
-//! reason and their origin in headers, so that none is dropped silently. A consumer never moves
-//! past such a record before the dead-letter topic has it: while the write fails, it retries and
-//! the partition waits.
+//! Records the consumers cannot process go to a dead-letter topic, `<topic>.dlq`, with their
+//! key, value and headers, and the reason and their origin in headers of their own, so that none
+//! is dropped silently. A consumer never moves past such a record before the dead-letter topic
+//! has it: while the write fails, it retries and the partition waits.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::Message;
+use rdkafka::message::Headers;
 use tokio_util::sync::CancellationToken;
 
 use super::ProcessError;
@@ -35,8 +37,8 @@ impl DeadLetters {
     }
 
     /// Writes `record` with the reason it failed to its dead-letter topic, retrying until the
-    /// broker has it. Returns false when `stop` came first: the record is then not stored and
-    /// its offset must not be.
+    /// broker has it. The letter carries the record's headers, then the `dlq-*` ones. Returns
+    /// false when `stop` came first: the record is then not stored and its offset must not be.
     pub async fn divert(
         &self,
         record: &impl Message,
@@ -49,6 +51,12 @@ impl DeadLetters {
             record.partition(),
             record.offset()
         );
+        let copied_headers = original_headers(record).unwrap_or_else(|| {
+            tracing::warn!(
+                "[CONSUMER] A header name of the unprocessable record at {origin} is not UTF-8; its dead letter goes without the record's headers"
+            );
+            Vec::new()
+        });
         let letter = OutgoingRecord {
             topic: Topics::dead_letter(record.topic()),
             key: record.key().map(<[u8]>::to_vec),
@@ -59,6 +67,7 @@ impl DeadLetters {
                 (headers::SOURCE_PARTITION, record.partition().to_string()),
                 (headers::SOURCE_OFFSET, record.offset().to_string()),
             ],
+            copied_headers,
         };
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -84,4 +93,20 @@ impl DeadLetters {
             backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
         }
     }
+}
+
+/// `record`'s headers, in order, names and values as they are. None when a name is not UTF-8:
+/// any producer can write one, and rdkafka's header accessor panics on it, which must not stop
+/// the consumer.
+fn original_headers(record: &impl Message) -> Option<Vec<(String, Option<Vec<u8>>)>> {
+    let Some(headers) = record.headers() else {
+        return Some(Vec::new());
+    };
+    catch_unwind(AssertUnwindSafe(|| {
+        headers
+            .iter()
+            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+            .collect()
+    }))
+    .ok()
 }

@@ -55,14 +55,17 @@ impl KafkaPublisher {
 
     /// Hands `record` to librdkafka's queue (which copies it) without waiting for anything.
     fn enqueue(&self, record: &OutgoingRecord) -> Result<DeliveryFuture, PublishError> {
-        let headers = record.headers.iter().fold(
-            OwnedHeaders::new_with_capacity(record.headers.len()),
-            |h, (key, value)| {
-                h.insert(Header {
-                    key,
-                    value: Some(value.as_bytes()),
-                })
-            },
+        let copied = record.copied_headers.iter().map(|(key, value)| Header {
+            key: key.as_str(),
+            value: value.as_deref(),
+        });
+        let own = record.headers.iter().map(|(key, value)| Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+        let headers = copied.chain(own).fold(
+            OwnedHeaders::new_with_capacity(record.copied_headers.len() + record.headers.len()),
+            |h, header| h.insert(header),
         );
         let mut future_record = FutureRecord::to(&record.topic)
             .payload(&record.value)

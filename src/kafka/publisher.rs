@@ -13,7 +13,11 @@ pub struct OutgoingRecord {
     pub key: Option<Vec<u8>>,
     /// The event JSON, byte for byte as returned to the client.
     pub value: Vec<u8>,
+    /// The service's own headers.
     pub headers: Vec<(&'static str, String)>,
+    /// Headers taken over from another record, byte for byte (a value may be null), written
+    /// before `headers`: a dead letter keeps those of the record it stands for.
+    pub copied_headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// The header names every record carries.
@@ -37,6 +41,7 @@ impl OutgoingRecord {
                 (headers::EVENT_ACTION, event.payload.action().to_owned()),
                 (headers::CONTENT_TYPE, "application/json".to_owned()),
             ],
+            copied_headers: Vec::new(),
         }
     }
 }
