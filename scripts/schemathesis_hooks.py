@@ -7,6 +7,8 @@ whatever its status (404, 405, 408, 413, 415 and any other the document does not
 """
 
 import json
+import re
+import uuid
 
 import schemathesis
 
@@ -78,3 +80,22 @@ def map_body(ctx, body):
     by 2^63-1, and 1e308 lies on the same side of every bound as the integer it replaces.
     """
     return _normalise(body)
+
+
+_KEY = re.compile(r"[!-~]{1,255}")
+
+
+@schemathesis.hook
+def map_headers(ctx, headers):
+    """Makes every valid `Idempotency-Key` unique to its test case.
+
+    The service remembers a key with the request it first came with and refuses the same key
+    with another body (422, README: Idempotent retries). Schemathesis draws keys from a small
+    pool and sends them with new bodies, so each reuse would be a schema-valid request rejected
+    (ST202), though it is exactly the documented behaviour; tests/idempotency.rs tests that.
+    Invalid keys are left as they are and must still be refused with 400.
+    """
+    if headers and isinstance(headers.get("Idempotency-Key"), str):
+        if _KEY.fullmatch(headers["Idempotency-Key"]):
+            headers["Idempotency-Key"] = uuid.uuid4().hex
+    return headers

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, KafkaConfig};
 use crate::consumer::{Consumers, DeadLetters, ProcessedEvent, Processor};
-use crate::http::{self, AppState, Limits};
+use crate::http::rate_limit::{self, RateLimit};
+use crate::http::{self, AppState, Authenticator, IdempotencyStore, Limits};
 use crate::kafka::topics::{CreateTopicsError, Topics, create_topics};
 use crate::kafka::{KafkaPublisher, KafkaStatus, health};
 
@@ -33,12 +34,28 @@ pub struct Application {
     background: Vec<JoinHandle<()>>,
     stop: CancellationToken,
     shutdown_timeout: Duration,
+    header_timeout: Duration,
 }
 
 impl Application {
     /// Binds the listener and starts the Kafka side in the background. Succeeds while Kafka is
     /// down: the service keeps trying and reports itself unhealthy until Kafka answers.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // First, so that a bad key file stops start-up before anything else has started.
+        let auth = Authenticator::from_config(&config.auth)?.map(Arc::new);
+        match &auth {
+            Some(auth) => tracing::info!("HTTP authentication on: {}", auth.describe()),
+            None => tracing::info!("HTTP authentication off: every route is open"),
+        }
+        if auth.is_some() && config.auth.jwt_enabled() && config.auth.jwt_audience.is_none() {
+            tracing::warn!(
+                "AUTH_JWT_AUDIENCE is not set: bearer tokens issued for any audience are accepted"
+            );
+        }
+        let rate_limit = config.rate_limit.map(|c| Arc::new(RateLimit::new(c)));
+        if let Some(rate_limit) = &rate_limit {
+            tracing::info!("Rate limiting on: {}", rate_limit.describe());
+        }
         let publisher = Arc::new(KafkaPublisher::new(&config.kafka)?);
         let topics = Arc::new(Topics::new(&config.kafka.topic_prefix));
         let stop = CancellationToken::new();
@@ -83,15 +100,31 @@ impl Application {
                 concurrent_requests: config.http.max_concurrent_requests,
                 batch_max_events: config.http.batch_max_events,
             },
+            auth,
+            rate_limit: rate_limit.clone(),
+            idempotency: Arc::new(IdempotencyStore::new(
+                config.http.idempotency_window,
+                config.http.idempotency_max_bytes,
+                config.http.body_limit_bytes,
+            )),
         };
+        let mut background = vec![health_check, kafka_side];
+        if let Some(rate_limit) = rate_limit {
+            background.push(tokio::spawn(rate_limit::forget_idle_clients(
+                rate_limit,
+                rate_limit::FORGET_IDLE_CLIENTS_EVERY,
+                stop.clone(),
+            )));
+        }
         Ok(Self {
             listener,
             router: http::router(state),
             publisher,
             processed,
-            background: vec![health_check, kafka_side],
+            background,
             stop,
             shutdown_timeout: config.http.shutdown_timeout,
+            header_timeout: config.http.header_timeout,
         })
     }
 
@@ -115,11 +148,12 @@ impl Application {
         let address = self.listener.local_addr()?;
         tracing::info!("Events Service listening on http://{address}");
         let stop = self.stop.clone();
-        let server = tokio::spawn(
-            axum::serve(self.listener, self.router)
-                .with_graceful_shutdown(stop.clone().cancelled_owned())
-                .into_future(),
-        );
+        let server = tokio::spawn(http::serve(
+            self.listener,
+            self.router,
+            self.header_timeout,
+            stop.clone().cancelled_owned(),
+        ));
 
         shutdown.await;
         tracing::info!("Shutting down: finishing requests in flight");
@@ -127,8 +161,7 @@ impl Application {
         let deadline = Instant::now() + self.shutdown_timeout;
 
         match timeout_at(deadline, server).await {
-            Ok(Ok(Ok(()))) => tracing::info!("HTTP server stopped"),
-            Ok(Ok(Err(error))) => tracing::error!("HTTP server failed: {error}"),
+            Ok(Ok(())) => tracing::info!("HTTP server stopped"),
             Ok(Err(join_error)) => tracing::error!("HTTP server task failed: {join_error}"),
             Err(_) => tracing::warn!("Requests were still in flight at the shutdown deadline"),
         }

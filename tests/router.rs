@@ -1,141 +1,18 @@
 //! In-process tests of the HTTP edge: status codes, error bodies and the records handed to the
 //! publisher, with an in-memory publisher standing in for Kafka.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use events_service::http::{AppState, Limits, router};
-use events_service::kafka::topics::Topics;
-use events_service::kafka::{Delivery, EventPublisher, KafkaStatus, OutgoingRecord, PublishError};
-use http_body_util::BodyExt;
+use common::{LIMITS, Outcome, app, app_with, movie, payment, user};
+use events_service::http::Limits;
+use events_service::kafka::KafkaStatus;
 use serde_json::{Value, json};
-use tokio::sync::watch;
 use tower::ServiceExt;
-
-/// What the fake publisher answers.
-#[derive(Clone, Copy)]
-enum Outcome {
-    Stored,
-    QueueFull,
-    TimedOut,
-    Hang,
-}
-
-struct FakePublisher {
-    outcome: Outcome,
-    published: Mutex<Vec<OutgoingRecord>>,
-    /// Calls of `publish` so far, stored or not.
-    calls: AtomicUsize,
-}
-
-#[async_trait]
-impl EventPublisher for FakePublisher {
-    async fn publish(&self, record: OutgoingRecord) -> Result<Delivery, PublishError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        match self.outcome {
-            Outcome::Stored => {
-                let mut published = self.published.lock().unwrap();
-                published.push(record);
-                Ok(Delivery {
-                    partition: 2,
-                    offset: published.len() as i64 + 40,
-                })
-            }
-            Outcome::QueueFull => Err(PublishError::QueueFull),
-            Outcome::TimedOut => Err(PublishError::TimedOut(5000)),
-            Outcome::Hang => std::future::pending().await,
-        }
-    }
-}
-
-struct TestApp {
-    router: axum::Router,
-    publisher: Arc<FakePublisher>,
-    status: watch::Sender<KafkaStatus>,
-}
-
-fn app_with(outcome: Outcome, limits: Limits) -> TestApp {
-    let publisher = Arc::new(FakePublisher {
-        outcome,
-        published: Mutex::new(Vec::new()),
-        calls: AtomicUsize::new(0),
-    });
-    let topics = Arc::new(Topics::new(""));
-    let (status, kafka_status) = watch::channel(KafkaStatus::unknown(topics.all()));
-    let state = AppState {
-        publisher: publisher.clone(),
-        topics,
-        kafka_status,
-        limits,
-    };
-    TestApp {
-        router: router(state),
-        publisher,
-        status,
-    }
-}
-
-const LIMITS: Limits = Limits {
-    body_bytes: 1024 * 1024,
-    request_timeout: Duration::from_secs(5),
-    concurrent_requests: 64,
-    batch_max_events: 10,
-};
-
-fn app(outcome: Outcome) -> TestApp {
-    app_with(outcome, LIMITS)
-}
-
-impl TestApp {
-    async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|e| panic!("{status} body is not JSON ({e}): {bytes:?}"));
-        (status, headers, body)
-    }
-
-    async fn post(&self, path: &str, body: impl Into<Body>) -> (StatusCode, Value) {
-        let request = Request::post(path)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(body.into())
-            .unwrap();
-        let (status, _, body) = self.send(request).await;
-        (status, body)
-    }
-
-    fn published(&self) -> Vec<OutgoingRecord> {
-        self.publisher.published.lock().unwrap().clone()
-    }
-}
-
-fn movie() -> Value {
-    json!({
-        "movie_id": 1, "title": "The Matrix", "action": "viewed", "user_id": 123, "rating": 9.5,
-        "genres": ["Sci-Fi", "Action"],
-        "description": "A computer hacker learns about the true nature of reality"
-    })
-}
-
-fn user() -> Value {
-    json!({
-        "user_id": 123, "username": "john_doe", "email": "john@example.com",
-        "action": "registered", "timestamp": "2025-01-01T00:00:00Z"
-    })
-}
-
-fn payment() -> Value {
-    json!({
-        "payment_id": 456, "user_id": 123, "amount": 99.99, "status": "completed",
-        "timestamp": "2025-01-01T00:00:00Z", "method_type": "credit_card"
-    })
-}
 
 #[tokio::test]
 async fn each_seed_example_is_published_and_answered_with_201() {

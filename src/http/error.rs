@@ -3,7 +3,7 @@
 //! the log.
 
 use axum::Json;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -25,6 +25,18 @@ pub enum ApiError {
     BatchTooLarge(usize),
     #[error("the service is at capacity; retry later")]
     Overloaded,
+    /// No credentials, or credentials that were refused; the message says which, briefly.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The client has used up its rate limit for now; it may retry after this many seconds.
+    #[error("too many requests; retry after {0} s")]
+    TooManyRequests(u64),
+    /// A repeat of a request whose `Idempotency-Key` is still being served.
+    #[error("a request with this Idempotency-Key is still in progress; retry later")]
+    IdempotencyKeyInProgress,
+    /// The `Idempotency-Key` was used before for a different request.
+    #[error("this Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
     #[error("the request body is larger than {0} bytes")]
@@ -79,6 +91,10 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::IdempotencyKeyInProgress => StatusCode::CONFLICT,
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Publish(PublishError::QueueFull) | ApiError::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -102,12 +118,23 @@ impl IntoResponse for ApiError {
             fields: None,
             items: None,
         };
+        let mut headers = HeaderMap::new();
         match self {
             ApiError::Invalid(errors) => body.fields = Some(errors.0),
             ApiError::InvalidBatch(errors) => body.items = Some(errors.0),
+            // RFC 9110 asks a 401 to name the scheme it wants.
+            ApiError::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooManyRequests(seconds) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            ApiError::IdempotencyKeyInProgress => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
             _ => {}
         }
-        with_retry_after(status, (status, Json(body)).into_response())
+        with_retry_after(status, (status, headers, Json(body)).into_response())
     }
 }
 

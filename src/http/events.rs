@@ -13,6 +13,7 @@ use utoipa::{IntoResponses, ToSchema};
 use super::AppState;
 use super::error::{ApiError, ErrorBody, with_retry_after};
 use super::extract::{JsonArray, JsonObject};
+use super::idempotency::IdempotencyKeyHeader;
 use crate::domain::{
     BatchItem, Event, EventPayload, EventType, MovieEvent, PaymentEvent, Timestamp, UserEvent,
     parse_batch,
@@ -87,6 +88,19 @@ enum BatchResponses {
     /// The body is not JSON.
     #[response(status = 415)]
     NotJson(ErrorBody),
+    /// No credentials, or wrong ones (only when authentication is on); nothing was published.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// A request with this `Idempotency-Key` is still being served; retry after `Retry-After`.
+    #[response(status = 409)]
+    KeyInProgress(ErrorBody),
+    /// This `Idempotency-Key` was used for a different request; nothing was published.
+    #[response(status = 422)]
+    KeyReused(ErrorBody),
+    /// The client is over its rate limit (only when rate limiting is on); retry after
+    /// `Retry-After` seconds.
+    #[response(status = 429)]
+    TooManyRequests(ErrorBody),
     /// Some events were not stored; `results` says which.
     #[response(status = 500)]
     KafkaFailed(BatchResponse),
@@ -112,6 +126,19 @@ enum PublishResponses {
     /// The body is not JSON.
     #[response(status = 415)]
     NotJson(ErrorBody),
+    /// No credentials, or wrong ones (only when authentication is on); nothing was published.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// A request with this `Idempotency-Key` is still being served; retry after `Retry-After`.
+    #[response(status = 409)]
+    KeyInProgress(ErrorBody),
+    /// This `Idempotency-Key` was used for a different request; nothing was published.
+    #[response(status = 422)]
+    KeyReused(ErrorBody),
+    /// The client is over its rate limit (only when rate limiting is on); retry after
+    /// `Retry-After` seconds.
+    #[response(status = 429)]
+    TooManyRequests(ErrorBody),
     /// Kafka refused the event or did not acknowledge it in time.
     #[response(status = 500)]
     KafkaFailed(ErrorBody),
@@ -124,6 +151,7 @@ enum PublishResponses {
 #[utoipa::path(
     post, path = "/api/events/movie", tag = "events",
     request_body = MovieEvent,
+    params(IdempotencyKeyHeader),
     responses(PublishResponses)
 )]
 pub async fn create_movie_event(
@@ -137,6 +165,7 @@ pub async fn create_movie_event(
 #[utoipa::path(
     post, path = "/api/events/user", tag = "events",
     request_body = UserEvent,
+    params(IdempotencyKeyHeader),
     responses(PublishResponses)
 )]
 pub async fn create_user_event(
@@ -150,6 +179,7 @@ pub async fn create_user_event(
 #[utoipa::path(
     post, path = "/api/events/payment", tag = "events",
     request_body = PaymentEvent,
+    params(IdempotencyKeyHeader),
     responses(PublishResponses)
 )]
 pub async fn create_payment_event(
@@ -168,6 +198,7 @@ pub async fn create_payment_event(
 #[utoipa::path(
     post, path = "/api/events/batch", tag = "events",
     request_body(content = Vec<BatchItem>, description = "Up to BATCH_MAX_EVENTS (default 1000) typed events"),
+    params(IdempotencyKeyHeader),
     responses(BatchResponses)
 )]
 pub async fn create_batch(

@@ -1,10 +1,15 @@
-//! The HTTP edge: routes, the JSON extractors, the error type and the OpenAPI document.
+//! The HTTP edge: routes, the JSON extractors, the error type, the OpenAPI document, and the
+//! optional authentication and rate limiting in front of them.
 
+pub mod auth;
 mod error;
 mod events;
 mod extract;
 mod health;
+mod idempotency;
 mod openapi;
+pub mod rate_limit;
+mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,16 +17,22 @@ use std::time::Duration;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Extension};
 use axum::http::header;
+use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{BoxError, Router};
 use tokio::sync::watch;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::util::option_layer;
 
+pub use auth::{Authenticator, Principal};
 pub use error::{ApiError, ErrorBody};
 pub use events::{BatchResponse, PublishResponse};
+pub use idempotency::IdempotencyStore;
 pub use openapi::ApiDoc;
+pub use rate_limit::RateLimit;
+pub use server::serve;
 
 use crate::kafka::topics::Topics;
 use crate::kafka::{EventPublisher, KafkaStatus};
@@ -34,6 +45,12 @@ pub struct AppState {
     pub topics: Arc<Topics>,
     pub kafka_status: watch::Receiver<KafkaStatus>,
     pub limits: Limits,
+    /// Checks credentials on every route but the open ones; `None` when authentication is off.
+    pub auth: Option<Arc<Authenticator>>,
+    /// Limits each client's publishing requests; `None` when rate limiting is off.
+    pub rate_limit: Option<Arc<RateLimit>>,
+    /// The remembered answers to requests with an `Idempotency-Key`.
+    pub idempotency: Arc<IdempotencyStore>,
 }
 
 /// The limits the router enforces.
@@ -46,7 +63,9 @@ pub struct Limits {
     pub batch_max_events: usize,
 }
 
-/// The service's routes over `state`.
+/// The service's routes over `state`. A publishing request passes, outermost first: the timeout
+/// (408), authentication (401), the client's rate limit (429), load shedding (503), the
+/// `Idempotency-Key` check (a remembered answer, 409 or 422), the handler.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits;
     let openapi: Arc<str> = openapi::document(limits.batch_max_events).into();
@@ -59,6 +78,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/events/user", post(events::create_user_event))
         .route("/api/events/payment", post(events::create_payment_event))
         .route("/api/events/batch", post(events::create_batch))
+        .route_layer(middleware::from_fn_with_state(
+            state.idempotency.clone(),
+            idempotency::idempotency,
+        ))
         .route_layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|_: BoxError| async {
@@ -67,7 +90,12 @@ pub fn router(state: AppState) -> Router {
                 .load_shed()
                 // Global: axum applies a route layer to each route, and the limit is for all.
                 .layer(GlobalConcurrencyLimitLayer::new(limits.concurrent_requests)),
-        );
+        )
+        // A later route layer wraps the earlier: a client over its limit is refused before it
+        // takes one of the slots that the concurrency limit shares among all clients.
+        .route_layer(option_layer(state.rate_limit.clone().map(|rate_limit| {
+            middleware::from_fn_with_state(rate_limit, rate_limit::enforce)
+        })));
     Router::new()
         .route("/api/events/health", get(health::health))
         .route("/api/events/health/live", get(health::live))
@@ -83,6 +111,11 @@ pub fn router(state: AppState) -> Router {
         .merge(publishing)
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        // On the whole router, fallbacks included, so that an unauthenticated client learns
+        // nothing about the routes but the open ones.
+        .layer(option_layer(state.auth.clone().map(|auth| {
+            middleware::from_fn_with_state(auth, auth::require_credentials)
+        })))
         .layer(
             ServiceBuilder::new()
                 // A request that outlives the timeout (a slow client, say) gets a JSON 408.

@@ -7,4 +7,6 @@ mod helpers;
 mod late_broker;
 mod process;
 mod publish;
+mod security;
+mod slow_clients;
 mod topics;

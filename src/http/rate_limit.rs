@@ -1,0 +1,222 @@
+//! Per-client rate limiting of the publishing routes: a token bucket per client (GCRA, from
+//! `governor`). A request costs one token whatever it carries, so a batch costs as much as a
+//! single event. Over the limit a client is answered 429 with `Retry-After`, before the load
+//! shedder and the handler.
+//!
+//! The client is the authenticated [`Principal`] when there is one, else the peer's address
+//! (IPv6 by its /64, the block one host usually holds).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::Clock;
+use governor::{DefaultKeyedRateLimiter, Quota};
+use tokio_util::sync::CancellationToken;
+
+use super::auth::Principal;
+use super::error::ApiError;
+use crate::config::RateLimitConfig;
+
+/// How often clients whose bucket has refilled are forgotten (see [`forget_idle_clients`]).
+pub const FORGET_IDLE_CLIENTS_EVERY: Duration = Duration::from_secs(10);
+
+/// Whose bucket a request draws from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    Principal(Principal),
+    Address(IpAddr),
+    /// No principal and no peer address (a request handed to the router in-process).
+    Unknown,
+}
+
+impl fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientKey::Principal(principal) => principal.fmt(f),
+            ClientKey::Address(ip) => ip.fmt(f),
+            ClientKey::Unknown => f.write_str("an unknown client"),
+        }
+    }
+}
+
+impl ClientKey {
+    fn of(request: &Request) -> Self {
+        if let Some(principal) = request.extensions().get::<Principal>() {
+            return ClientKey::Principal(principal.clone());
+        }
+        match request.extensions().get::<ConnectInfo<SocketAddr>>() {
+            Some(ConnectInfo(peer)) => ClientKey::Address(client_address(peer.ip())),
+            None => ClientKey::Unknown,
+        }
+    }
+}
+
+/// The address a client is counted by: IPv4 as it is (also when mapped into IPv6), IPv6 by its
+/// /64, since one host commonly holds a whole /64 and could otherwise take a new bucket per
+/// request.
+fn client_address(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 64) - 1))),
+        v4 => v4,
+    }
+}
+
+/// The buckets of every client seen recently.
+pub struct RateLimit {
+    limiter: DefaultKeyedRateLimiter<ClientKey>,
+    config: RateLimitConfig,
+}
+
+impl RateLimit {
+    pub fn new(config: RateLimitConfig) -> Self {
+        // The configuration keeps the rate within 1e9/s, so the period is at least 1 ns.
+        let period_nanos = (1e9 / config.per_second).round().max(1.0) as u64;
+        let quota = Quota::with_period(Duration::from_nanos(period_nanos))
+            .unwrap_or(Quota::per_second(NonZeroU32::MAX))
+            .allow_burst(config.burst);
+        Self {
+            limiter: DefaultKeyedRateLimiter::keyed(quota),
+            config,
+        }
+    }
+
+    /// One line for the start-up log.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} request(s) per second per client, bursts of {}",
+            self.config.per_second, self.config.burst
+        )
+    }
+
+    /// Takes a token from `client`'s bucket, or says how long until one is there.
+    fn check(&self, client: &ClientKey) -> Result<(), Duration> {
+        self.limiter
+            .check_key(client)
+            .map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
+    }
+
+    /// Forgets the clients whose bucket is full again: they are indistinguishable from new ones.
+    /// Without this the map would keep every client ever seen.
+    pub fn forget_idle_clients(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    /// Clients with a bucket in memory.
+    pub fn clients(&self) -> usize {
+        self.limiter.len()
+    }
+}
+
+/// Keeps the memory bounded by the clients of the last moments: forgets idle clients every
+/// `period` until `stop`. A background task rather than work inline in requests, so that no
+/// request pays for a sweep of the whole map.
+pub async fn forget_idle_clients(limit: Arc<RateLimit>, period: Duration, stop: CancellationToken) {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = interval.tick() => limit.forget_idle_clients(),
+        }
+    }
+}
+
+/// The middleware: a request within its client's limit goes on; one beyond it is answered 429.
+pub async fn enforce(
+    State(limit): State<Arc<RateLimit>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let client = ClientKey::of(&request);
+    match limit.check(&client) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            tracing::debug!("Rate limited {client} for {wait:?}");
+            ApiError::TooManyRequests(retry_after_seconds(wait)).into_response()
+        }
+    }
+}
+
+/// `Retry-After` is in whole seconds: rounded up, so that a client that waits that long finds a
+/// token, and at least 1.
+fn retry_after_seconds(wait: Duration) -> u64 {
+    wait.as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0))
+        .max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(per_second: f64, burst: u32) -> RateLimit {
+        RateLimit::new(RateLimitConfig {
+            per_second,
+            burst: NonZeroU32::new(burst).unwrap(),
+        })
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up_and_at_least_one() {
+        assert_eq!(retry_after_seconds(Duration::ZERO), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_secs(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1001)), 2);
+        assert_eq!(retry_after_seconds(Duration::from_secs(10)), 10);
+    }
+
+    #[test]
+    fn a_client_gets_its_burst_then_waits_for_the_next_token() {
+        let limit = limit(0.5, 3);
+        let client = ClientKey::Address("192.0.2.1".parse().unwrap());
+        for _ in 0..3 {
+            assert_eq!(limit.check(&client), Ok(()));
+        }
+        let wait = limit.check(&client).unwrap_err();
+        assert!(
+            wait > Duration::from_millis(1500) && wait <= Duration::from_secs(2),
+            "{wait:?}"
+        );
+        assert_eq!(
+            limit.check(&ClientKey::Address("192.0.2.2".parse().unwrap())),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64_and_a_mapped_ipv4_as_ipv4() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            client_address(ip("2001:db8:1:2:aaaa::1")),
+            client_address(ip("2001:db8:1:2:bbbb::2"))
+        );
+        assert_ne!(
+            client_address(ip("2001:db8:1:2::1")),
+            client_address(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(client_address(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client_address(ip("192.0.2.7")), ip("192.0.2.7"));
+    }
+
+    #[test]
+    fn clients_whose_bucket_refilled_are_forgotten() {
+        let limit = limit(1e9, 1);
+        for n in 0..100u8 {
+            limit
+                .check(&ClientKey::Address(IpAddr::from([192, 0, 2, n])))
+                .unwrap();
+        }
+        assert_eq!(limit.clients(), 100);
+        // A token comes back every nanosecond: a millisecond refills every bucket many times.
+        std::thread::sleep(Duration::from_millis(1));
+        limit.forget_idle_clients();
+        assert_eq!(limit.clients(), 0);
+    }
+}

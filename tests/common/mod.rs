@@ -1,0 +1,158 @@
+//! What the in-process HTTP tests share: an in-memory publisher standing in for Kafka, the
+//! router over it, and the seed's example events.
+
+// Each test binary uses its own part of these helpers.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use events_service::http::{AppState, Authenticator, IdempotencyStore, Limits, RateLimit, router};
+use events_service::kafka::topics::Topics;
+use events_service::kafka::{Delivery, EventPublisher, KafkaStatus, OutgoingRecord, PublishError};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+/// What the fake publisher answers.
+#[derive(Clone, Copy)]
+pub enum Outcome {
+    Stored,
+    QueueFull,
+    TimedOut,
+    Hang,
+}
+
+pub struct FakePublisher {
+    outcome: Outcome,
+    published: Mutex<Vec<OutgoingRecord>>,
+    /// Calls of `publish` so far, stored or not.
+    pub calls: AtomicUsize,
+}
+
+#[async_trait]
+impl EventPublisher for FakePublisher {
+    async fn publish(&self, record: OutgoingRecord) -> Result<Delivery, PublishError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        match self.outcome {
+            Outcome::Stored => {
+                let mut published = self.published.lock().unwrap();
+                published.push(record);
+                Ok(Delivery {
+                    partition: 2,
+                    offset: published.len() as i64 + 40,
+                })
+            }
+            Outcome::QueueFull => Err(PublishError::QueueFull),
+            Outcome::TimedOut => Err(PublishError::TimedOut(5000)),
+            Outcome::Hang => std::future::pending().await,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub router: axum::Router,
+    pub publisher: Arc<FakePublisher>,
+    pub status: watch::Sender<KafkaStatus>,
+}
+
+pub fn app_with(outcome: Outcome, limits: Limits) -> TestApp {
+    secured_app_with(outcome, limits, None, None)
+}
+
+/// An app behind the given authentication and rate limit.
+pub fn secured_app_with(
+    outcome: Outcome,
+    limits: Limits,
+    auth: Option<Arc<Authenticator>>,
+    rate_limit: Option<Arc<RateLimit>>,
+) -> TestApp {
+    let publisher = Arc::new(FakePublisher {
+        outcome,
+        published: Mutex::new(Vec::new()),
+        calls: AtomicUsize::new(0),
+    });
+    let topics = Arc::new(Topics::new(""));
+    let (status, kafka_status) = watch::channel(KafkaStatus::unknown(topics.all()));
+    let state = AppState {
+        publisher: publisher.clone(),
+        topics,
+        kafka_status,
+        limits,
+        auth,
+        rate_limit,
+        idempotency: Arc::new(IdempotencyStore::new(
+            Duration::from_secs(60),
+            1024 * 1024,
+            limits.body_bytes,
+        )),
+    };
+    TestApp {
+        router: router(state),
+        publisher,
+        status,
+    }
+}
+
+pub const LIMITS: Limits = Limits {
+    body_bytes: 1024 * 1024,
+    request_timeout: Duration::from_secs(5),
+    concurrent_requests: 64,
+    batch_max_events: 10,
+};
+
+pub fn app(outcome: Outcome) -> TestApp {
+    app_with(outcome, LIMITS)
+}
+
+impl TestApp {
+    pub async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{status} body is not JSON ({e}): {bytes:?}"));
+        (status, headers, body)
+    }
+
+    pub async fn post(&self, path: &str, body: impl Into<Body>) -> (StatusCode, Value) {
+        let request = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.into())
+            .unwrap();
+        let (status, _, body) = self.send(request).await;
+        (status, body)
+    }
+
+    pub fn published(&self) -> Vec<OutgoingRecord> {
+        self.publisher.published.lock().unwrap().clone()
+    }
+}
+
+pub fn movie() -> Value {
+    json!({
+        "movie_id": 1, "title": "The Matrix", "action": "viewed", "user_id": 123, "rating": 9.5,
+        "genres": ["Sci-Fi", "Action"],
+        "description": "A computer hacker learns about the true nature of reality"
+    })
+}
+
+pub fn user() -> Value {
+    json!({
+        "user_id": 123, "username": "john_doe", "email": "john@example.com",
+        "action": "registered", "timestamp": "2025-01-01T00:00:00Z"
+    })
+}
+
+pub fn payment() -> Value {
+    json!({
+        "payment_id": 456, "user_id": 123, "amount": 99.99, "status": "completed",
+        "timestamp": "2025-01-01T00:00:00Z", "method_type": "credit_card"
+    })
+}
