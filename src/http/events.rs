@@ -71,6 +71,25 @@ pub struct FailedItem {
     pub event: Box<RawValue>,
 }
 
+/// The answers of the layers in front of every publishing route, for the OpenAPI document only.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Described, never constructed: the layers answer with `ApiError`.
+enum GuardResponses {
+    /// No credentials, or wrong ones (only when authentication is on); nothing was published.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// A request with this `Idempotency-Key` is still being served; retry after `Retry-After`.
+    #[response(status = 409)]
+    KeyInProgress(ErrorBody),
+    /// This `Idempotency-Key` was used for a different request; nothing was published.
+    #[response(status = 422)]
+    KeyReused(ErrorBody),
+    /// The client is over its rate limit (only when rate limiting is on); retry after
+    /// `Retry-After` seconds.
+    #[response(status = 429)]
+    TooManyRequests(ErrorBody),
+}
+
 /// The answers of the batch route, for the OpenAPI document only.
 #[derive(IntoResponses)]
 #[allow(dead_code)] // Described, never constructed: the handler builds its answers directly.
@@ -88,19 +107,6 @@ enum BatchResponses {
     /// The body is not JSON.
     #[response(status = 415)]
     NotJson(ErrorBody),
-    /// No credentials, or wrong ones (only when authentication is on); nothing was published.
-    #[response(status = 401)]
-    Unauthorized(ErrorBody),
-    /// A request with this `Idempotency-Key` is still being served; retry after `Retry-After`.
-    #[response(status = 409)]
-    KeyInProgress(ErrorBody),
-    /// This `Idempotency-Key` was used for a different request; nothing was published.
-    #[response(status = 422)]
-    KeyReused(ErrorBody),
-    /// The client is over its rate limit (only when rate limiting is on); retry after
-    /// `Retry-After` seconds.
-    #[response(status = 429)]
-    TooManyRequests(ErrorBody),
     /// Some events were not stored; `results` says which.
     #[response(status = 500)]
     KafkaFailed(BatchResponse),
@@ -126,19 +132,6 @@ enum PublishResponses {
     /// The body is not JSON.
     #[response(status = 415)]
     NotJson(ErrorBody),
-    /// No credentials, or wrong ones (only when authentication is on); nothing was published.
-    #[response(status = 401)]
-    Unauthorized(ErrorBody),
-    /// A request with this `Idempotency-Key` is still being served; retry after `Retry-After`.
-    #[response(status = 409)]
-    KeyInProgress(ErrorBody),
-    /// This `Idempotency-Key` was used for a different request; nothing was published.
-    #[response(status = 422)]
-    KeyReused(ErrorBody),
-    /// The client is over its rate limit (only when rate limiting is on); retry after
-    /// `Retry-After` seconds.
-    #[response(status = 429)]
-    TooManyRequests(ErrorBody),
     /// Kafka refused the event or did not acknowledge it in time.
     #[response(status = 500)]
     KafkaFailed(ErrorBody),
@@ -152,7 +145,7 @@ enum PublishResponses {
     post, path = "/api/events/movie", tag = "events",
     request_body = MovieEvent,
     params(IdempotencyKeyHeader),
-    responses(PublishResponses)
+    responses(PublishResponses, GuardResponses)
 )]
 pub async fn create_movie_event(
     State(state): State<AppState>,
@@ -166,7 +159,7 @@ pub async fn create_movie_event(
     post, path = "/api/events/user", tag = "events",
     request_body = UserEvent,
     params(IdempotencyKeyHeader),
-    responses(PublishResponses)
+    responses(PublishResponses, GuardResponses)
 )]
 pub async fn create_user_event(
     State(state): State<AppState>,
@@ -180,7 +173,7 @@ pub async fn create_user_event(
     post, path = "/api/events/payment", tag = "events",
     request_body = PaymentEvent,
     params(IdempotencyKeyHeader),
-    responses(PublishResponses)
+    responses(PublishResponses, GuardResponses)
 )]
 pub async fn create_payment_event(
     State(state): State<AppState>,
@@ -199,7 +192,7 @@ pub async fn create_payment_event(
     post, path = "/api/events/batch", tag = "events",
     request_body(content = Vec<BatchItem>, description = "Up to BATCH_MAX_EVENTS (default 1000) typed events"),
     params(IdempotencyKeyHeader),
-    responses(BatchResponses)
+    responses(BatchResponses, GuardResponses)
 )]
 pub async fn create_batch(
     State(state): State<AppState>,
