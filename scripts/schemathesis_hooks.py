@@ -86,16 +86,17 @@ _KEY = re.compile(r"[!-~]{1,255}")
 
 
 @schemathesis.hook
-def map_headers(ctx, headers):
-    """Makes every valid `Idempotency-Key` unique to its test case.
+def before_call(ctx, case, **kwargs):
+    """Makes every valid `Idempotency-Key` unique to the request that carries it.
 
     The service remembers a key with the request it first came with and refuses the same key
     with another body (422, README: Idempotent retries). Schemathesis draws keys from a small
     pool and sends them with new bodies, so each reuse would be a schema-valid request rejected
     (ST202), though it is exactly the documented behaviour; tests/idempotency.rs tests that.
-    Invalid keys are left as they are and must still be refused with 400.
+    Invalid keys are left as they are and must still be refused with 400. (A `before_call` hook
+    because, unlike `map_headers`, it runs in every phase.)
     """
+    headers = case.headers
     if headers and isinstance(headers.get("Idempotency-Key"), str):
         if _KEY.fullmatch(headers["Idempotency-Key"]):
             headers["Idempotency-Key"] = uuid.uuid4().hex
-    return headers
