@@ -12,6 +12,8 @@
 #     adjusted);
 #   - the document itself is complete (scripts/schemathesis.toml: no unresolvable `$ref`).
 # Phases: examples, coverage, fuzzing, stateful; the same seed sends the same requests.
+# GET /api/events/stream is left out: a stream of server-sent events never ends by design, so
+# every request would run into the timeout (tests/live.rs and tests/kafka/live.rs test it).
 #
 # Usage: scripts/schemathesis.sh [more `schemathesis run` options, e.g. --phases fuzzing]
 #   PORT               HTTP port (default 18082, or a free one when that is taken)
@@ -117,6 +119,7 @@ status=0
     "$venv/bin/schemathesis" --config-file "$root/scripts/schemathesis.toml" \
     run "$schema" "${target[@]}" \
     --checks all,error_is_json \
+    --exclude-path /api/events/stream \
     --phases examples,coverage,fuzzing,stateful \
     --max-examples "${FUZZ_MAX_EXAMPLES:-400}" \
     --seed "$seed" \

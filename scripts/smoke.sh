@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # The seed README's curl examples against the service as scripts/run.sh starts it (with its own
 # local broker), each record then read back with kcat at the partition and offset the service
-# returned. Exits non-zero on the first mismatch.
+# returned, and then with the CloudEvents SDK (scripts/cloudevents_check.py; pinned in
+# scripts/requirements-cloudevents.txt, installed into .venv-cloudevents/). Exits non-zero on the
+# first mismatch.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# First, so that a machine that cannot install it fails before the build.
+scripts/venv.sh .venv-cloudevents scripts/requirements-cloudevents.txt
+
 port=${PORT:-8082}
+ce_source=/cinemaabyss/events-service   # the default CLOUDEVENTS_SOURCE
 log=$(mktemp)
-env -u KAFKA_BROKERS PORT="$port" KAFKA_TOPIC_PREFIX= scripts/run.sh >"$log" 2>&1 &
+env -u KAFKA_BROKERS PORT="$port" KAFKA_TOPIC_PREFIX= CLOUDEVENTS_SOURCE= scripts/run.sh >"$log" 2>&1 &
 runner=$!
 finish() {
   kill -TERM "$runner" 2>/dev/null || true
@@ -28,9 +34,11 @@ until curl -fs "$base/health" >/dev/null 2>&1; do
 done
 brokers=$(sed -n 's/^run: started a local Kafka broker at \([^ ]*\).*/\1/p' "$log")
 
+responses=()
 check() {   # kind, body: POST as the seed does, then find the same record with kcat
   local kind=$1 body=$2 response topic partition offset record
   response=$(curl -fsS -X POST "$base/$kind" -H "Content-Type: application/json" -d "$body")
+  responses+=("$response")
   read -r topic partition offset < <(python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["topic"], r["partition"], r["offset"])' <<<"$response")
   record=$(kcat -b "$brokers" -C -t "$topic" -p "$partition" -o "$offset" -c 1 -e -q -f '%k\t%s\n')
   python3 - "$response" "$record" "$body" <<'PY'
@@ -50,6 +58,9 @@ check movie '{"movie_id": 1, "title": "The Matrix", "action": "viewed", "user_id
 check user '{"user_id": 123, "username": "john_doe", "email": "john@example.com", "action": "registered", "timestamp": "2025-01-01T00:00:00Z"}'
 check payment '{"payment_id": 456, "user_id": 123, "amount": 99.99, "status": "completed", "timestamp": "2025-01-01T00:00:00Z", "method_type": "credit_card"}'
 check movie '{"movie_id": 1, "title": "Test Movie", "action": "viewed"}'
+# The same records read by the CloudEvents SDK, while run.sh's broker is still up.
+.venv-cloudevents/bin/python scripts/cloudevents_check.py "$brokers" "$ce_source" "${responses[@]}" |
+  sed 's/^/smoke: /'
 
 kill -TERM "$runner"
 status=0
@@ -60,4 +71,4 @@ if ((status != 0)); then
   cat "$log" >&2
   exit 1
 fi
-echo "smoke: 4 passed, 0 failed"
+echo "smoke: $((2 * ${#responses[@]})) passed, 0 failed"

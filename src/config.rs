@@ -26,6 +26,39 @@ pub struct Config {
     pub rate_limit: Option<RateLimitConfig>,
     /// `LOG_LEVEL`: a tracing filter such as `info` or `events_service=debug,rdkafka=warn`.
     pub log_level: String,
+    /// `LOG_FORMAT`: `text`, the seed's lines (default), or `json`, one object per line.
+    pub log_format: LogFormat,
+    pub tracing: TracingConfig,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("must be text or json".to_owned()),
+        }
+    }
+}
+
+/// Where spans go. Trace context is propagated whether or not they are exported.
+#[derive(Debug, Clone)]
+pub struct TracingConfig {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: the OTLP/HTTP endpoint (e.g. `http://collector:4318`)
+    /// spans are exported to, at `<endpoint>/v1/traces`; unset, spans are not exported.
+    pub otlp_endpoint: Option<String>,
+    /// `OTEL_SERVICE_NAME`: the service name spans are exported under (default
+    /// `events-service`).
+    pub service_name: String,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +83,9 @@ pub struct HttpConfig {
     pub max_concurrent_requests: usize,
     /// `BATCH_MAX_EVENTS`: the most events one batch request may hold (default 1000).
     pub batch_max_events: usize,
+    /// `STREAM_MAX_CLIENTS`: event streams (`GET /api/events/stream`) open at once at most;
+    /// more are answered 503 (default 64).
+    pub stream_max_clients: usize,
     /// `IDEMPOTENCY_WINDOW_SECS`: how long the answer to a request with an `Idempotency-Key` is
     /// remembered (default 86400, a day).
     pub idempotency_window: Duration,
@@ -68,6 +104,9 @@ pub struct KafkaConfig {
     pub topic_partitions: i32,
     /// `KAFKA_TOPIC_REPLICATION_FACTOR`: replicas of topics the service creates (default 1).
     pub topic_replication_factor: i32,
+    /// `CLOUDEVENTS_SOURCE`: the `ce_source` header of every record, a URI-reference naming this
+    /// producer (default [`DEFAULT_CLOUDEVENTS_SOURCE`]).
+    pub cloudevents_source: String,
     /// `KAFKA_DELIVERY_TIMEOUT_MS`: how long the producer tries to deliver an event before the
     /// request fails with 500 (librdkafka's `message.timeout.ms`; default 5 s).
     pub delivery_timeout: Duration,
@@ -87,6 +126,10 @@ pub struct KafkaConfig {
     pub consumers_enabled: bool,
     /// `KAFKA_HEALTH_INTERVAL_MS`: how often the broker's reachability is checked (default 1 s).
     pub health_interval: Duration,
+    /// `KAFKA_STATISTICS_INTERVAL_MS`: how often every Kafka client reports librdkafka's
+    /// statistics, which `/metrics` exports (consumer lag among them); zero turns them off
+    /// (default 5 s, at most [`MAX_STATISTICS_INTERVAL`]).
+    pub statistics_interval: Duration,
     /// `RDKAFKA_*`: librdkafka properties for every client.
     pub client_options: LibrdkafkaOptions,
     /// `RDKAFKA_PRODUCER_*`: librdkafka properties for the producer only.
@@ -279,6 +322,7 @@ impl Config {
                 shutdown_timeout,
                 max_concurrent_requests: env.positive("HTTP_MAX_CONCURRENT_REQUESTS", 1024)?,
                 batch_max_events: env.positive("BATCH_MAX_EVENTS", 1000)?,
+                stream_max_clients: env.positive("STREAM_MAX_CLIENTS", 64)?,
                 idempotency_window: Duration::from_secs(
                     env.positive("IDEMPOTENCY_WINDOW_SECS", 86_400)?,
                 ),
@@ -289,6 +333,7 @@ impl Config {
                 topic_prefix: env.get("KAFKA_TOPIC_PREFIX", String::new())?,
                 topic_partitions: env.positive("KAFKA_TOPIC_PARTITIONS", 1)?,
                 topic_replication_factor: env.positive("KAFKA_TOPIC_REPLICATION_FACTOR", 1)?,
+                cloudevents_source: cloudevents_source(&env)?,
                 delivery_timeout,
                 max_queued_events: env.positive("KAFKA_MAX_QUEUED_EVENTS", 100_000)?,
                 linger_ms,
@@ -296,6 +341,7 @@ impl Config {
                 auto_offset_reset,
                 consumers_enabled: env.get("KAFKA_CONSUMERS_ENABLED", true)?,
                 health_interval: env.millis("KAFKA_HEALTH_INTERVAL_MS", 1_000)?,
+                statistics_interval: statistics_interval(&env)?,
                 client_options: env.rdkafka_options("RDKAFKA_", &["PRODUCER_", "CONSUMER_"])?,
                 producer_options: env.rdkafka_options("RDKAFKA_PRODUCER_", &[])?,
                 consumer_options: env.rdkafka_options("RDKAFKA_CONSUMER_", &[])?,
@@ -303,8 +349,63 @@ impl Config {
             auth: auth_config(&env)?,
             rate_limit: rate_limit_config(&env)?,
             log_level: env.get("LOG_LEVEL", "info".to_owned())?,
+            log_format: env.get("LOG_FORMAT", LogFormat::Text)?,
+            tracing: TracingConfig {
+                otlp_endpoint: otlp_endpoint(&env)?,
+                service_name: env.get("OTEL_SERVICE_NAME", "events-service".to_owned())?,
+            },
         })
     }
+}
+
+/// The `ce_source` of records when `CLOUDEVENTS_SOURCE` is not set.
+pub const DEFAULT_CLOUDEVENTS_SOURCE: &str = "/cinemaabyss/events-service";
+
+/// `CLOUDEVENTS_SOURCE`, checked to be a URI-reference as far as its characters go: RFC 3986
+/// leaves out spaces, controls, non-ASCII (percent-encode it) and `"<>\^`{|}`. Blank means the
+/// default, as for every variable, so the source is never empty.
+fn cloudevents_source(env: &Env) -> anyhow::Result<String> {
+    let source = env.get("CLOUDEVENTS_SOURCE", DEFAULT_CLOUDEVENTS_SOURCE.to_owned())?;
+    if !source
+        .chars()
+        .all(|c| c.is_ascii_graphic() && !"\"<>\\^`{|}".contains(c))
+    {
+        bail!(
+            "CLOUDEVENTS_SOURCE must be a URI-reference such as {DEFAULT_CLOUDEVENTS_SOURCE} or \
+             https://cinemaabyss.example/events (no spaces, percent-encoded non-ASCII), not {source:?}"
+        );
+    }
+    Ok(source)
+}
+
+fn otlp_endpoint(env: &Env) -> anyhow::Result<Option<String>> {
+    let endpoint = env.optional("OTEL_EXPORTER_OTLP_ENDPOINT");
+    if let Some(endpoint) = &endpoint
+        && !endpoint.starts_with("http://")
+    {
+        bail!(
+            "OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// URL (OTLP over HTTP, no TLS: use a \
+             collector beside the service), not {endpoint:?}"
+        );
+    }
+    Ok(endpoint.map(|e| e.trim_end_matches('/').to_owned()))
+}
+
+/// The longest `KAFKA_STATISTICS_INTERVAL_MS`: a gauge not refreshed for
+/// [`STALE_GAUGES_AFTER`](crate::metrics::STALE_GAUGES_AFTER) is dropped, so at least two reports
+/// must fit in that time.
+pub const MAX_STATISTICS_INTERVAL: Duration = Duration::from_secs(30);
+
+fn statistics_interval(env: &Env) -> anyhow::Result<Duration> {
+    let interval = Duration::from_millis(env.get("KAFKA_STATISTICS_INTERVAL_MS", 5_000)?);
+    if interval > MAX_STATISTICS_INTERVAL {
+        bail!(
+            "KAFKA_STATISTICS_INTERVAL_MS must be at most {} (0 turns statistics off), not {}",
+            MAX_STATISTICS_INTERVAL.as_millis(),
+            interval.as_millis()
+        );
+    }
+    Ok(interval)
 }
 
 fn auth_config(env: &Env) -> anyhow::Result<AuthConfig> {
@@ -407,6 +508,10 @@ const RESERVED_OPTIONS: &[(&str, &str)] = &[
     (
         "enable.auto.offset.store",
         "fixed to false: the consumers are at least once",
+    ),
+    (
+        "statistics.interval.ms",
+        "set by KAFKA_STATISTICS_INTERVAL_MS",
     ),
 ];
 
@@ -516,6 +621,38 @@ mod tests {
     }
 
     #[test]
+    fn the_cloudevents_source_is_a_uri_reference() {
+        let source = |value: &str| config(&[("CLOUDEVENTS_SOURCE", value)]);
+        assert_eq!(
+            config(&[]).unwrap().kafka.cloudevents_source,
+            "/cinemaabyss/events-service"
+        );
+        assert_eq!(
+            source("  ").unwrap().kafka.cloudevents_source,
+            DEFAULT_CLOUDEVENTS_SOURCE
+        );
+        for good in [
+            "https://cinemaabyss.example/events?region=eu#1",
+            "urn:cinemaabyss:events",
+            "/caf%C3%A9",
+        ] {
+            assert_eq!(source(good).unwrap().kafka.cloudevents_source, good);
+        }
+        for bad in ["events service", "/café", "<events>", "/a\tb"] {
+            let err = source(bad).unwrap_err().to_string();
+            assert!(err.starts_with("CLOUDEVENTS_SOURCE"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn statistics_are_reported_every_five_seconds_unless_turned_off() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.kafka.statistics_interval, Duration::from_secs(5));
+        let off = config(&[("KAFKA_STATISTICS_INTERVAL_MS", "0")]).unwrap();
+        assert_eq!(off.kafka.statistics_interval, Duration::ZERO);
+    }
+
+    #[test]
     fn a_bad_value_names_its_variable() {
         for (name, value) in [
             ("PORT", "eighty"),
@@ -529,6 +666,8 @@ mod tests {
             ("BATCH_MAX_EVENTS", "0"),
             ("HTTP_MAX_CONCURRENT_REQUESTS", "many"),
             ("KAFKA_MAX_QUEUED_EVENTS", "-1"),
+            ("KAFKA_STATISTICS_INTERVAL_MS", "-1"),
+            ("KAFKA_STATISTICS_INTERVAL_MS", "60000"),
         ] {
             let err = format!("{:#}", config(&[(name, value)]).unwrap_err());
             assert!(err.contains(name), "error for {name}={value} was {err:?}");

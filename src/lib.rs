@@ -9,8 +9,11 @@ pub mod consumer;
 pub mod domain;
 pub mod http;
 pub mod kafka;
+pub mod live;
+pub mod metrics;
 pub mod startup;
 pub mod telemetry;
+pub mod trace;
 
 pub use config::Config;
 pub use startup::Application;

@@ -13,7 +13,7 @@ const BLOCKING_WORK_GRACE: Duration = Duration::from_millis(500);
 
 fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    let _log_writer = telemetry::init(&config.log_level)?;
+    let telemetry = telemetry::init(&config)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {
         // Listen for signals before anything else, so that an early SIGTERM is graceful too.
@@ -26,6 +26,10 @@ fn main() -> anyhow::Result<()> {
     // The shutdown deadline has passed by now; dropping the runtime would wait for blocking
     // tasks without bound.
     runtime.shutdown_timeout(BLOCKING_WORK_GRACE);
+    if let Err(error) = &result {
+        tracing::error!("{error:#}");
+    }
+    telemetry.shutdown();
     result
 }
 

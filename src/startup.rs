@@ -6,20 +6,24 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Semaphore, broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, KafkaConfig};
-use crate::consumer::{Consumers, DeadLetters, ProcessedEvent, Processor};
+use crate::consumer::{Consumers, DeadLetters, Processor};
 use crate::http::rate_limit::{self, RateLimit};
 use crate::http::{self, AppState, Authenticator, IdempotencyStore, Limits};
 use crate::kafka::topics::{CreateTopicsError, Topics, create_topics};
 use crate::kafka::{KafkaPublisher, KafkaStatus, health};
+use crate::live::{LiveEvent, LiveView};
+use crate::metrics;
 
-/// How many processed events a slow listener may fall behind before it misses some.
-const PROCESSED_BACKLOG: usize = 1024;
+/// How many processed events the live view keeps, for a stream to resume from.
+const LIVE_RECENT_EVENTS: usize = 1000;
+/// How many processed events a stream may fall behind before it is dropped.
+const LIVE_STREAM_BACKLOG: usize = 1024;
 
 /// The longest wait between two attempts to create the topics while Kafka is away.
 const MAX_PROVISION_BACKOFF: Duration = Duration::from_secs(5);
@@ -30,7 +34,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     publisher: Arc<KafkaPublisher>,
-    processed: broadcast::Sender<ProcessedEvent>,
+    live: Arc<LiveView>,
     background: Vec<JoinHandle<()>>,
     stop: CancellationToken,
     shutdown_timeout: Duration,
@@ -56,11 +60,13 @@ impl Application {
         if let Some(rate_limit) = &rate_limit {
             tracing::info!("Rate limiting on: {}", rate_limit.describe());
         }
+        // Before any client exists, so that their first statistics are recorded.
+        metrics::install();
         let publisher = Arc::new(KafkaPublisher::new(&config.kafka)?);
         let topics = Arc::new(Topics::new(&config.kafka.topic_prefix));
         let stop = CancellationToken::new();
         let (status_tx, kafka_status) = watch::channel(KafkaStatus::unknown(&topics.provisioned()));
-        let (processed, _) = broadcast::channel(PROCESSED_BACKLOG);
+        let live = Arc::new(LiveView::new(LIVE_RECENT_EVENTS, LIVE_STREAM_BACKLOG));
 
         let address = SocketAddr::new(config.http.host, config.http.port);
         let listener = TcpListener::bind(address)
@@ -85,7 +91,7 @@ impl Application {
             kafka_status.clone(),
             consumers.map(|c| {
                 let dead_letters = DeadLetters::new(publisher.clone());
-                (c, Processor::new(processed.clone()), dead_letters)
+                (c, Processor::new(live.clone()), dead_letters)
             }),
             stop.clone(),
         ));
@@ -107,8 +113,16 @@ impl Application {
                 config.http.idempotency_max_bytes,
                 config.http.body_limit_bytes,
             )),
+            // Leaked once per application: a few bytes, for no copy per record.
+            cloudevents_source: Box::leak(config.kafka.cloudevents_source.clone().into_boxed_str()),
+            live: http::Live {
+                view: live.clone(),
+                stream_slots: Arc::new(Semaphore::new(config.http.stream_max_clients)),
+                closing: stop.clone(),
+            },
         };
-        let mut background = vec![health_check, kafka_side];
+        let metrics_upkeep = tokio::spawn(metrics::keep_up(stop.clone()));
+        let mut background = vec![health_check, kafka_side, metrics_upkeep];
         if let Some(rate_limit) = rate_limit {
             background.push(tokio::spawn(rate_limit::forget_idle_clients(
                 rate_limit,
@@ -120,7 +134,7 @@ impl Application {
             listener,
             router: http::router(state),
             publisher,
-            processed,
+            live,
             background,
             stop,
             shutdown_timeout: config.http.shutdown_timeout,
@@ -134,8 +148,8 @@ impl Application {
     }
 
     /// Events as the built-in consumers process them.
-    pub fn processed_events(&self) -> broadcast::Receiver<ProcessedEvent> {
-        self.processed.subscribe()
+    pub fn processed_events(&self) -> broadcast::Receiver<LiveEvent> {
+        self.live.subscribe()
     }
 
     /// Serves until `shutdown` resolves, then stops within the shutdown timeout: stops accepting,

@@ -62,10 +62,13 @@ impl DeadLetters {
             key: record.key().map(<[u8]>::to_vec),
             value: record.payload().unwrap_or_default().to_vec(),
             headers: vec![
-                (headers::ERROR, error.to_string()),
-                (headers::SOURCE_TOPIC, record.topic().to_owned()),
-                (headers::SOURCE_PARTITION, record.partition().to_string()),
-                (headers::SOURCE_OFFSET, record.offset().to_string()),
+                (headers::ERROR, error.to_string().into()),
+                (headers::SOURCE_TOPIC, record.topic().to_owned().into()),
+                (
+                    headers::SOURCE_PARTITION,
+                    record.partition().to_string().into(),
+                ),
+                (headers::SOURCE_OFFSET, record.offset().to_string().into()),
             ],
             copied_headers,
         };
@@ -73,6 +76,7 @@ impl DeadLetters {
         loop {
             match self.publisher.publish(letter.clone()).await {
                 Ok(stored) => {
+                    crate::metrics::dead_lettered(record.topic());
                     tracing::warn!(
                         "[CONSUMER] Unprocessable record at {origin} sent to {} (partition {}, offset {}): {error}",
                         letter.topic,

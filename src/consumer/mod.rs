@@ -20,23 +20,26 @@ pub use dead_letter::DeadLetters;
 pub use processor::{ProcessError, ProcessedEvent, Processor};
 
 use crate::config::KafkaConfig;
-use crate::kafka::client;
+use crate::kafka::{StatsContext, client};
+use crate::metrics;
 
 /// How often a consumer thread looks up from polling to see whether it should stop.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// One consumer per topic, created (so that a bad configuration stops start-up) but not yet
 /// subscribed: they join the group once the topics exist.
-pub struct Consumers(Vec<(String, BaseConsumer)>);
+pub struct Consumers(Vec<(String, BaseConsumer<StatsContext>)>);
 
 impl Consumers {
     pub fn new(kafka: &KafkaConfig, topics: &[String]) -> anyhow::Result<Self> {
         topics
             .iter()
             .map(|topic| {
-                let consumer = client::consumer(kafka).create().context(
-                    "librdkafka rejected the consumer configuration (check the RDKAFKA_* variables)",
-                )?;
+                let consumer = client::consumer(kafka)
+                    .create_with_context(StatsContext::consumer(topic))
+                    .context(
+                        "librdkafka rejected the consumer configuration (check the RDKAFKA_* variables)",
+                    )?;
                 Ok((topic.clone(), consumer))
             })
             .collect::<anyhow::Result<_>>()
@@ -75,7 +78,7 @@ impl Consumers {
 /// Polls and processes records until `stop`, on a thread of its own: processing is synchronous,
 /// and off the async workers it cannot delay the HTTP answers they are busy with.
 fn consume(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<StatsContext>,
     processor: &Processor,
     dead_letters: &DeadLetters,
     stop: &CancellationToken,
@@ -85,9 +88,13 @@ fn consume(
         match consumer.poll(POLL_INTERVAL) {
             None => {}
             Some(Ok(record)) => {
-                if let Err(error) = processor.process(&record) {
-                    if !runtime.block_on(dead_letters.divert(&record, &error, stop)) {
-                        return; // Stopping before the dead letter was stored: keep the offset.
+                let _span = crate::trace::process_span(&record).entered();
+                match processor.process(&record) {
+                    Ok(event) => metrics::event_processed(&event.topic, &event.event_type),
+                    Err(error) => {
+                        if !runtime.block_on(dead_letters.divert(&record, &error, stop)) {
+                            return; // Stopping before the dead letter was stored: keep the offset.
+                        }
                     }
                 }
                 if let Err(error) = consumer.store_offset_from_message(&record) {
@@ -103,7 +110,7 @@ fn consume(
 
 /// Commits the stored offsets and leaves the group. Both may wait on the broker; the shutdown
 /// deadline bounds how long the service waits for them.
-fn commit_and_close(consumer: BaseConsumer) {
+fn commit_and_close(consumer: BaseConsumer<StatsContext>) {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => {}
         Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}

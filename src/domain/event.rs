@@ -9,7 +9,7 @@ use uuid::Uuid;
 use serde_json::{Map, Value};
 
 use super::fields::{EntityId, FromJson, Timestamp, ValidationErrors, enum_from_json};
-use super::{MovieEvent, PaymentEvent, UserEvent};
+use super::{MovieAction, MovieEvent, PaymentEvent, PaymentStatus, UserAction, UserEvent};
 
 /// The kind of an event; each kind has a topic of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -28,6 +28,20 @@ impl EventType {
             EventType::Movie => "movie",
             EventType::User => "user",
             EventType::Payment => "payment",
+        }
+    }
+
+    /// The type named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
+    /// The names of this type's actions (a payment's statuses), in their declared order.
+    pub fn action_names(self) -> &'static [&'static str] {
+        match self {
+            EventType::Movie => &MovieAction::NAMES,
+            EventType::User => &UserAction::NAMES,
+            EventType::Payment => &PaymentStatus::NAMES,
         }
     }
 

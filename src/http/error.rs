@@ -37,6 +37,9 @@ pub enum ApiError {
     /// The `Idempotency-Key` was used before for a different request.
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,
+    /// Every stream slot is taken.
+    #[error("too many event streams are open; retry later")]
+    TooManyStreams,
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
     #[error("the request body is larger than {0} bytes")]
@@ -95,9 +98,9 @@ impl ApiError {
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::IdempotencyKeyInProgress => StatusCode::CONFLICT,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Publish(PublishError::QueueFull) | ApiError::Overloaded => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Publish(PublishError::QueueFull)
+            | ApiError::Overloaded
+            | ApiError::TooManyStreams => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Publish(_) | ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -275,7 +275,17 @@ fn prepare(
         ApiError::Internal
     })?;
     let topic = state.topics.topic(event.event_type).to_owned();
-    let record = OutgoingRecord::for_event(&event, raw.get().as_bytes().to_vec(), topic);
+    let mut record = OutgoingRecord::for_event(
+        &event,
+        raw.get().as_bytes().to_vec(),
+        topic,
+        state.cloudevents_source,
+    );
+    // Whoever reads the record can continue the request's trace.
+    let trace = crate::trace::record_headers().into_iter();
+    record
+        .headers
+        .extend(trace.map(|(name, value)| (name, value.into())));
     Ok((event, raw, record))
 }
 

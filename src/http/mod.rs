@@ -2,13 +2,17 @@
 //! optional authentication and rate limiting in front of them.
 
 pub mod auth;
+mod dashboard;
 mod error;
 mod events;
 mod extract;
 mod health;
 mod idempotency;
+mod live;
+mod metrics;
 mod openapi;
 pub mod rate_limit;
+mod request_context;
 mod server;
 
 use std::sync::Arc;
@@ -30,6 +34,7 @@ pub use auth::{Authenticator, Principal};
 pub use error::{ApiError, ErrorBody};
 pub use events::{BatchResponse, PublishResponse};
 pub use idempotency::IdempotencyStore;
+pub use live::Live;
 pub use openapi::ApiDoc;
 pub use rate_limit::RateLimit;
 pub use server::serve;
@@ -51,6 +56,11 @@ pub struct AppState {
     pub rate_limit: Option<Arc<RateLimit>>,
     /// The remembered answers to requests with an `Idempotency-Key`.
     pub idempotency: Arc<IdempotencyStore>,
+    /// The `ce_source` of every record (`CLOUDEVENTS_SOURCE`); `'static` so that records borrow
+    /// it rather than copy it.
+    pub cloudevents_source: &'static str,
+    /// The live view: the event stream and the statistics.
+    pub live: Live,
 }
 
 /// The limits the router enforces.
@@ -63,16 +73,20 @@ pub struct Limits {
     pub batch_max_events: usize,
 }
 
-/// The service's routes over `state`. A publishing request passes, outermost first: the timeout
-/// (408), authentication (401), the client's rate limit (429), load shedding (503), the
-/// `Idempotency-Key` check (a remembered answer, 409 or 422), the handler.
+/// The service's routes over `state`. A publishing request passes, outermost first: the metrics
+/// (so that they count every answer, those of the layers below included), the request's id and
+/// span, the timeout (408), authentication (401), the client's rate limit (429), load shedding
+/// (503), the `Idempotency-Key` check (a remembered answer, 409 or 422), the handler.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits;
+    // Once per process; until it is installed, metrics go nowhere.
+    crate::metrics::install();
     let openapi: Arc<str> = openapi::document(limits.batch_max_events).into();
     let request_timeout_ms = limits.request_timeout.as_millis();
     // Publishing routes shed load beyond their concurrency limit instead of queueing it, so that
-    // memory stays bounded and clients hear at once that they should back off. Health and the
-    // document are never shed: an orchestrator must not restart a service for being busy.
+    // memory stays bounded and clients hear at once that they should back off. Health, the
+    // document, the metrics and the dashboard are never shed: an orchestrator must not restart a
+    // service for being busy, nor its monitoring lose sight of it then.
     let publishing = Router::new()
         .route("/api/events/movie", post(events::create_movie_event))
         .route("/api/events/user", post(events::create_user_event))
@@ -97,6 +111,12 @@ pub fn router(state: AppState) -> Router {
             middleware::from_fn_with_state(rate_limit, rate_limit::enforce)
         })));
     Router::new()
+        .route("/api/events/stream", get(live::stream_events))
+        .route("/api/events/stats", get(live::stats))
+        .route("/", get(dashboard::index))
+        .route("/dashboard/app.js", get(dashboard::script))
+        .route("/dashboard/style.css", get(dashboard::style))
+        .route("/dashboard/favicon.svg", get(dashboard::icon))
         .route("/api/events/health", get(health::health))
         .route("/api/events/health/live", get(health::live))
         .route(
@@ -108,6 +128,7 @@ pub fn router(state: AppState) -> Router {
                 )
             }),
         )
+        .route("/metrics", get(metrics::scrape))
         .merge(publishing)
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -130,7 +151,12 @@ pub fn router(state: AppState) -> Router {
                 }))
                 .timeout(limits.request_timeout),
         )
+        // Outside the timeout, so that a 408 carries the request id and ends the span too.
+        .layer(middleware::from_fn(request_context::request_context))
         .layer(DefaultBodyLimit::max(limits.body_bytes))
         .layer(Extension(BodyLimit(limits.body_bytes)))
+        // Outermost. Like every layer of the router, it runs after routing, and so knows the
+        // route the request matched.
+        .layer(metrics::TrackLayer)
         .with_state(state)
 }

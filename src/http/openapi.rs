@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use super::{BatchResponse, ErrorBody, PublishResponse, events, health};
+use super::{BatchResponse, ErrorBody, PublishResponse, events, health, live, metrics};
 use crate::domain::{
     Event, EventPayload, EventType, FieldError, ItemErrors, MovieEvent, PaymentEvent, UserEvent,
 };
@@ -20,11 +20,17 @@ use crate::domain::{
         events::create_user_event,
         events::create_payment_event,
         events::create_batch,
+        live::stream_events,
+        live::stats,
         health::health,
         health::live,
+        metrics::scrape,
     ),
     components(schemas(
         ErrorBody,
+        crate::live::StatsSnapshot,
+        crate::live::TypeCounts,
+        crate::live::PaymentTotals,
         FieldError,
         ItemErrors,
         PublishResponse,
@@ -40,7 +46,9 @@ use crate::domain::{
     )),
     tags(
         (name = "events", description = "Publish events"),
+        (name = "live", description = "Watch processed events"),
         (name = "health", description = "Liveness and readiness"),
+        (name = "metrics", description = "Prometheus metrics"),
     )
 )]
 pub struct ApiDoc;

@@ -45,6 +45,7 @@ pub fn producer(kafka: &KafkaConfig) -> ClientConfig {
             kafka.max_queued_events.to_string(),
         )
         .set("queue.buffering.max.kbytes", QUEUE_MAX_KBYTES.to_string());
+    with_statistics(&mut config, kafka);
     with_options(config, &kafka.producer_options)
 }
 
@@ -61,5 +62,15 @@ pub fn consumer(kafka: &KafkaConfig) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", &kafka.auto_offset_reset)
         .set("enable.partition.eof", "false");
+    with_statistics(&mut config, kafka);
     with_options(config, &kafka.consumer_options)
+}
+
+/// librdkafka's statistics, for the clients whose context exports them
+/// ([`StatsContext`](super::StatsContext)): the default context would log them instead.
+fn with_statistics(config: &mut ClientConfig, kafka: &KafkaConfig) {
+    config.set(
+        "statistics.interval.ms",
+        kafka.statistics_interval.as_millis().to_string(),
+    );
 }

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
+use super::StatsContext;
 use crate::domain::Timestamp;
 
 /// What the last check found.
@@ -47,7 +48,7 @@ impl KafkaStatus {
 
 /// Checks the cluster every `interval` until `stop` is cancelled, publishing each result.
 pub async fn run_checks(
-    producer: FutureProducer,
+    producer: FutureProducer<StatsContext>,
     topics: Vec<String>,
     interval: Duration,
     status: watch::Sender<KafkaStatus>,
@@ -81,7 +82,11 @@ pub async fn run_checks(
     }
 }
 
-fn check(producer: &FutureProducer, topics: &[String], timeout: Duration) -> KafkaStatus {
+fn check(
+    producer: &FutureProducer<StatsContext>,
+    topics: &[String],
+    timeout: Duration,
+) -> KafkaStatus {
     // An idempotent producer that hit a fatal error (say, an out-of-order sequence) refuses
     // every record from then on: the service cannot publish until it is restarted.
     if let Some((code, reason)) = producer.client().fatal_error() {

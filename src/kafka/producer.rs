@@ -1,6 +1,6 @@
 //! The one shared rdkafka producer behind [`EventPublisher`].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -11,14 +11,16 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::client;
 use super::publisher::{Delivery, EventPublisher, OutgoingRecord, PublishError};
+use super::stats::StatsContext;
 use crate::config::KafkaConfig;
+use crate::metrics;
 
 /// Extra time beyond librdkafka's own `message.timeout.ms` before a request gives up waiting for
 /// the delivery report, in case the report itself is late.
 const REPORT_GRACE: Duration = crate::config::DELIVERY_REPORT_GRACE;
 
 pub struct KafkaPublisher {
-    producer: FutureProducer,
+    producer: FutureProducer<StatsContext>,
     delivery_timeout: Duration,
     /// The producer queue's capacity in records (`queue.buffering.max.messages`).
     queue_capacity: usize,
@@ -33,9 +35,11 @@ impl KafkaPublisher {
             .get("queue.buffering.max.messages")
             .and_then(|n| n.parse().ok())
             .context("queue.buffering.max.messages must be a number")?;
-        let producer = config.create().context(
-            "librdkafka rejected the producer configuration (check the RDKAFKA_* variables)",
-        )?;
+        let producer = config
+            .create_with_context(StatsContext::producer())
+            .context(
+                "librdkafka rejected the producer configuration (check the RDKAFKA_* variables)",
+            )?;
         Ok(Self {
             producer,
             delivery_timeout: kafka.delivery_timeout,
@@ -44,7 +48,7 @@ impl KafkaPublisher {
     }
 
     /// The underlying client, for metadata requests.
-    pub fn producer(&self) -> &FutureProducer {
+    pub fn producer(&self) -> &FutureProducer<StatsContext> {
         &self.producer
     }
 
@@ -106,8 +110,13 @@ impl KafkaPublisher {
 #[async_trait]
 impl EventPublisher for KafkaPublisher {
     async fn publish(&self, record: OutgoingRecord) -> Result<Delivery, PublishError> {
-        let delivery = self.enqueue(&record)?;
-        self.delivered(delivery).await
+        let started = Instant::now();
+        let result = match self.enqueue(&record) {
+            Ok(delivery) => self.delivered(delivery).await,
+            Err(error) => Err(error),
+        };
+        metrics::produced(&record.topic, &result, started.elapsed());
+        result
     }
 
     async fn publish_batch(
@@ -118,15 +127,31 @@ impl EventPublisher for KafkaPublisher {
         // still fill the queue meanwhile; those records then fail one by one with QueueFull.
         let queued = usize::try_from(self.producer.in_flight_count()).unwrap_or(0);
         if queued + records.len() > self.queue_capacity {
+            for record in &records {
+                metrics::produced(&record.topic, &Err(PublishError::QueueFull), Duration::ZERO);
+            }
             return Err(PublishError::QueueFull);
         }
         // Everything is queued before anything is awaited, so the batch travels together.
+        let started = Instant::now();
         let deliveries: Vec<_> = records.iter().map(|r| self.enqueue(r)).collect();
         Ok(join_all(
             deliveries
                 .into_iter()
-                .map(|delivery| async move { self.delivered(delivery?).await }),
+                .zip(&records)
+                .map(|(delivery, record)| async move {
+                    let result = match delivery {
+                        Ok(delivery) => self.delivered(delivery).await,
+                        Err(error) => Err(error),
+                    };
+                    metrics::produced(&record.topic, &result, started.elapsed());
+                    result
+                }),
         )
         .await)
+    }
+
+    fn queued(&self) -> Option<u64> {
+        u64::try_from(self.producer.in_flight_count()).ok()
     }
 }

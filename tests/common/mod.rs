@@ -11,12 +11,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use events_service::http::{AppState, Authenticator, IdempotencyStore, Limits, RateLimit, router};
+use events_service::config::DEFAULT_CLOUDEVENTS_SOURCE;
+use events_service::http::{
+    AppState, Authenticator, IdempotencyStore, Limits, Live, RateLimit, router,
+};
 use events_service::kafka::topics::Topics;
 use events_service::kafka::{Delivery, EventPublisher, KafkaStatus, OutgoingRecord, PublishError};
+use events_service::live::LiveView;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 /// What the fake publisher answers.
@@ -59,7 +64,12 @@ pub struct TestApp {
     pub router: axum::Router,
     pub publisher: Arc<FakePublisher>,
     pub status: watch::Sender<KafkaStatus>,
+    /// What the stream and statistics routes read; tests report processed events into it.
+    pub live: Arc<LiveView>,
 }
+
+/// Event streams a test app serves at once.
+pub const STREAM_SLOTS: usize = 2;
 
 pub fn app_with(outcome: Outcome, limits: Limits) -> TestApp {
     secured_app_with(outcome, limits, None, None)
@@ -78,6 +88,7 @@ pub fn secured_app_with(
         calls: AtomicUsize::new(0),
     });
     let topics = Arc::new(Topics::new(""));
+    let live = Arc::new(LiveView::new(100, 16));
     let (status, kafka_status) = watch::channel(KafkaStatus::unknown(topics.all()));
     let state = AppState {
         publisher: publisher.clone(),
@@ -91,11 +102,18 @@ pub fn secured_app_with(
             1024 * 1024,
             limits.body_bytes,
         )),
+        cloudevents_source: DEFAULT_CLOUDEVENTS_SOURCE,
+        live: Live {
+            view: live.clone(),
+            stream_slots: Arc::new(Semaphore::new(STREAM_SLOTS)),
+            closing: CancellationToken::new(),
+        },
     };
     TestApp {
         router: router(state),
         publisher,
         status,
+        live,
     }
 }
 

@@ -81,7 +81,7 @@ fn assert_dead_letter_headers(
 }
 
 /// Waits until the app's consumers announce the event with `id`.
-async fn processed(app: &mut TestApp, id: &str) -> events_service::consumer::ProcessedEvent {
+async fn processed(app: &mut TestApp, id: &str) -> events_service::live::LiveEvent {
     tokio::time::timeout(DEADLINE, async {
         loop {
             match app.processed.recv().await {
@@ -124,11 +124,11 @@ async fn the_built_in_consumers_process_an_event_posted_over_http() {
     // Shutdown commits what was processed, so a restart resumes after this event.
     let (brokers, group, topic) = (brokers(), app.group_id.clone(), app.topic("payment-events"));
     app.stop().await;
-    let committed = tokio::task::spawn_blocking(move || {
-        committed_offset(&brokers, &group, &topic, processed.partition)
-    })
-    .await
-    .unwrap();
+    let partition = processed.partition;
+    let committed =
+        tokio::task::spawn_blocking(move || committed_offset(&brokers, &group, &topic, partition))
+            .await
+            .unwrap();
     assert_eq!(
         committed,
         Some(processed.offset + 1),

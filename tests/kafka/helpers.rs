@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use events_service::consumer::ProcessedEvent;
+use events_service::live::LiveEvent;
 use events_service::{Application, Config};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -69,7 +69,7 @@ pub struct TestApp {
     pub topic_prefix: String,
     pub group_id: String,
     pub client: reqwest::Client,
-    pub processed: broadcast::Receiver<ProcessedEvent>,
+    pub processed: broadcast::Receiver<LiveEvent>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -178,8 +178,13 @@ impl ServiceProcess {
             reader: Some(reader),
         };
         let listening = process.wait_for_line(|l| l.contains("listening on http://"));
+        // The line may be text or a JSON object: the address ends where URL characters do.
         let address = listening.rsplit("listening on ").next().unwrap_or_default();
-        process.address = address.trim().to_owned();
+        process.address = address
+            .split(|c: char| !(c.is_ascii_alphanumeric() || ":/.[]".contains(c)))
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         process
     }
 

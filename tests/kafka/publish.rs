@@ -90,3 +90,78 @@ async fn one_entitys_events_share_a_partition_in_the_order_they_were_acknowledge
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn every_record_is_a_cloudevent_in_binary_mode_from_the_configured_source() {
+    let brokers = brokers();
+    let source = "https://cinemaabyss.example/events-service";
+    let vars = crate::helpers::with(isolated_vars(&brokers), &[("CLOUDEVENTS_SOURCE", source)]);
+    let app = TestApp::spawn(vars).await;
+    app.wait_until_healthy().await;
+    let cases = [
+        (
+            "movie",
+            "movie-events",
+            "com.cinemaabyss.movie.rated",
+            json!({"movie_id": 7, "title": "Heat", "action": "rated", "rating": 8}),
+        ),
+        (
+            "user",
+            "user-events",
+            "com.cinemaabyss.user.logged_in",
+            json!({"user_id": 123, "action": "logged_in", "timestamp": "2025-01-01T00:00:00Z"}),
+        ),
+        (
+            "payment",
+            "payment-events",
+            "com.cinemaabyss.payment.refunded",
+            json!({"payment_id": 456, "user_id": 123, "amount": 5, "status": "refunded"}),
+        ),
+    ];
+    for (kind, topic, ce_type, body) in cases {
+        let (status, response) = app.post(kind, &body).await;
+        assert_eq!(status, 201, "{kind}: {response}");
+        let event = &response["event"];
+        let record = read_record(
+            &brokers,
+            &app.topic(topic),
+            response["partition"].as_i64().unwrap() as i32,
+            response["offset"].as_i64().unwrap(),
+        );
+        let ce = |name: &str| header(&record, name).unwrap_or_else(|| panic!("{kind}: no {name}"));
+
+        assert_eq!(ce("ce_specversion"), "1.0", "{kind}");
+        assert_eq!(ce("ce_id"), event["id"].as_str().unwrap(), "{kind}");
+        assert_eq!(ce("ce_source"), source, "{kind}");
+        assert_eq!(ce("ce_type"), ce_type, "{kind}");
+        assert_eq!(ce("content-type"), "application/json", "{kind}");
+        // The envelope's timestamp, the time of receipt, even when the payload has its own.
+        let time = chrono::DateTime::parse_from_rfc3339(&ce("ce_time")).expect("RFC 3339");
+        let timestamp = chrono::DateTime::parse_from_rfc3339(event["timestamp"].as_str().unwrap());
+        assert_eq!(Ok(time), timestamp, "{kind}");
+        assert_eq!(
+            ce("ce_time"),
+            event["timestamp"].as_str().unwrap(),
+            "{kind}"
+        );
+        // Binary mode: the value is the data as it is, here the envelope the API returned.
+        let value: Value = serde_json::from_slice(record.payload().unwrap()).unwrap();
+        assert_eq!(&value, event, "{kind}");
+        let mut ce_headers: Vec<String> = {
+            use rdkafka::message::Headers;
+            let headers = record.headers().expect("the record has headers");
+            headers
+                .iter()
+                .map(|h| h.key.to_owned())
+                .filter(|k| k.starts_with("ce_"))
+                .collect()
+        };
+        ce_headers.sort();
+        assert_eq!(
+            ce_headers,
+            ["ce_id", "ce_source", "ce_specversion", "ce_time", "ce_type"],
+            "{kind}: each attribute once, no others"
+        );
+    }
+    app.stop().await;
+}

@@ -1,0 +1,155 @@
+//! The live view over HTTP: processed events as server-sent events, and the statistics.
+//!
+//! `GET /api/events/stream` sends each event the built-in consumers process, as they process it,
+//! filtered by `type` and `action`. Each SSE id is `<topic>-<partition>-<offset>`; a client that
+//! reconnects with `Last-Event-ID` gets the kept events after that one first (the last
+//! [`crate::live::LiveView`] keeps). A client that falls too far behind is dropped rather than
+//! slowing the consumers, and at most `STREAM_MAX_CLIENTS` streams are open at once.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures::{Stream, StreamExt, stream};
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use utoipa::IntoParams;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use crate::domain::EventType;
+use crate::live::{LiveEvent, LiveView, StatsSnapshot};
+
+/// What the live routes share.
+#[derive(Clone)]
+pub struct Live {
+    pub view: Arc<LiveView>,
+    /// One permit per open stream.
+    pub stream_slots: Arc<Semaphore>,
+    /// Cancelled at shutdown, which ends the open streams.
+    pub closing: CancellationToken,
+}
+
+/// Which events a stream sends; each list is comma-separated, and absent means all.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamFilter {
+    /// Event types to send: `movie`, `user`, `payment`.
+    #[serde(rename = "type")]
+    #[param(rename = "type", example = "movie,payment")]
+    types: Option<String>,
+    /// Actions (a payment's statuses) to send, e.g. `viewed,completed`.
+    #[param(example = "viewed,completed")]
+    action: Option<String>,
+}
+
+/// A filter, checked: types must be known.
+struct Matcher {
+    types: Option<Vec<String>>,
+    actions: Option<Vec<String>>,
+}
+
+impl Matcher {
+    fn new(filter: StreamFilter) -> Result<Self, ApiError> {
+        let list = |value: Option<String>| {
+            value.map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let types = list(filter.types);
+        if let Some(unknown) = types
+            .iter()
+            .flatten()
+            .find(|t| EventType::from_name(t).is_none())
+        {
+            return Err(ApiError::BadRequest(format!(
+                "unknown event type {unknown:?} in `type`: use movie, user or payment"
+            )));
+        }
+        Ok(Self {
+            types,
+            actions: list(filter.action),
+        })
+    }
+
+    fn matches(&self, event: &LiveEvent) -> bool {
+        let allows = |list: &Option<Vec<String>>, value: &str| {
+            list.as_ref().is_none_or(|l| l.iter().any(|v| v == value))
+        };
+        allows(&self.types, &event.event_type) && allows(&self.actions, &event.action)
+    }
+}
+
+/// Stream processed events (server-sent events).
+///
+/// Each message is `event: processed`, `id: <topic>-<partition>-<offset>`, and the event as
+/// JSON in `data`. Send `Last-Event-ID` to resume after that event (from the events kept in
+/// memory). A client that falls more than the backlog behind is disconnected.
+#[utoipa::path(
+    get, path = "/api/events/stream", tag = "live",
+    params(StreamFilter),
+    responses(
+        (status = 200, description = "A stream of processed events", content_type = "text/event-stream", body = String),
+        (status = 400, description = "An unknown type in the filter", body = ErrorBody),
+        (status = 503, description = "Too many streams are open; retry after `Retry-After`", body = ErrorBody),
+    )
+)]
+pub async fn stream_events(
+    State(state): State<AppState>,
+    Query(filter): Query<StreamFilter>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let matcher = Arc::new(Matcher::new(filter)?);
+    let permit = state
+        .live
+        .stream_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::TooManyStreams)?;
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok());
+    let (kept, receiver) = state.live.view.follow(last_id);
+    let live = stream::unfold((receiver, permit), |(mut receiver, permit)| async move {
+        match receiver.recv().await {
+            Ok(event) => Some((event, (receiver, permit))),
+            Err(RecvError::Lagged(missed)) => {
+                tracing::info!("[STREAM] A client fell {missed} events behind and was dropped");
+                None
+            }
+            Err(RecvError::Closed) => None,
+        }
+    });
+    let events = stream::iter(kept)
+        .chain(live)
+        .filter(move |event| std::future::ready(matcher.matches(event)))
+        .map(|event| Ok(to_sse(&event)))
+        // Open streams must not hold up a graceful shutdown.
+        .take_until(state.live.closing.clone().cancelled_owned());
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+fn to_sse(event: &LiveEvent) -> SseEvent {
+    let data = serde_json::to_string(&**event).unwrap_or_else(|_| "{}".to_owned());
+    SseEvent::default()
+        .event("processed")
+        .id(event.stream_id())
+        .data(data)
+}
+
+/// What the built-in consumers have processed since the service started.
+#[utoipa::path(
+    get, path = "/api/events/stats", tag = "live",
+    responses((status = 200, body = StatsSnapshot))
+)]
+pub async fn stats(State(state): State<AppState>) -> Json<StatsSnapshot> {
+    Json(state.live.view.stats())
+}

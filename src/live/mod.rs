@@ -1,0 +1,104 @@
+//! The live view of what the consumers process: the latest events (to resume a stream from), a
+//! broadcast to the streams that are open, and the running statistics. The consumers report
+//! every processed event here; `GET /api/events/stream` and `GET /api/events/stats` read it.
+//!
+//! Reporting never waits for a reader: a stream that falls behind the broadcast is dropped by its
+//! own side (see [`crate::http`]), so a slow client cannot slow the consumers.
+
+mod stats;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::broadcast;
+
+use crate::consumer::ProcessedEvent;
+pub use stats::{OTHER, PaymentTotals, Stats, StatsSnapshot, TypeCounts};
+
+/// An event as the live view keeps and sends it.
+pub type LiveEvent = Arc<ProcessedEvent>;
+
+pub struct LiveView {
+    inner: Mutex<Inner>,
+    /// The latest events kept to resume a stream from.
+    capacity: usize,
+    broadcast: broadcast::Sender<LiveEvent>,
+}
+
+struct Inner {
+    recent: VecDeque<LiveEvent>,
+    stats: Stats,
+}
+
+impl LiveView {
+    /// Keeps the latest `recent` events; a stream may fall `backlog` events behind before it is
+    /// dropped.
+    pub fn new(recent: usize, backlog: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                recent: VecDeque::with_capacity(recent),
+                stats: Stats::new(unix_seconds()),
+            }),
+            capacity: recent,
+            broadcast: broadcast::channel(backlog.max(1)).0,
+        }
+    }
+
+    /// Counts, keeps and announces a processed event.
+    pub fn report(&self, event: ProcessedEvent) -> LiveEvent {
+        let event = Arc::new(event);
+        let mut inner = self.lock();
+        inner.stats.record(
+            &event.event_type,
+            &event.action,
+            event.amount,
+            unix_seconds(),
+        );
+        if inner.recent.len() == self.capacity {
+            inner.recent.pop_front();
+        }
+        inner.recent.push_back(event.clone());
+        // Under the lock, so that a stream's replay and its live part neither overlap nor gap.
+        if self.broadcast.receiver_count() > 0 {
+            let _ = self.broadcast.send(event.clone());
+        }
+        event
+    }
+
+    /// The events kept after the one with `last_id` (all kept events when it is not among them,
+    /// or `None`), and a receiver of every event reported from now on.
+    pub fn follow(
+        &self,
+        last_id: Option<&str>,
+    ) -> (Vec<LiveEvent>, broadcast::Receiver<LiveEvent>) {
+        let inner = self.lock();
+        let receiver = self.broadcast.subscribe();
+        let start = last_id
+            .and_then(|id| inner.recent.iter().rposition(|e| e.stream_id() == id))
+            .map_or(0, |position| position + 1);
+        (inner.recent.range(start..).cloned().collect(), receiver)
+    }
+
+    /// A receiver of every event reported from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+        self.broadcast.subscribe()
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.lock().stats.snapshot(unix_seconds())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere cannot leave counters in a state worse than slightly off.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

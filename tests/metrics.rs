@@ -1,0 +1,386 @@
+//! In-process tests of `GET /metrics`: the exposition format, and the HTTP metrics with their
+//! bounded labels. The recorder is one per process, shared by the tests of this binary as they
+//! run in parallel, so a test compares a counter before and after what it did, and expects at
+//! least its own requests.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use common::{LIMITS, Outcome, TestApp, app, app_with, movie, secured_app_with};
+use events_service::Config;
+use events_service::http::{Authenticator, Limits, RateLimit};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const KEY: &str = "metrics-test-key-0123456789";
+const REQUESTS: &str = "events_service_http_requests_total";
+const DURATION: &str = "events_service_http_request_duration_seconds";
+
+/// One line of the exposition that is not a comment: `name{label="value",...} value`.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// The metrics as the app renders them, parsed; panics on anything that is not Prometheus text.
+struct Scrape {
+    text: String,
+    samples: Vec<Sample>,
+    /// `# TYPE` lines: metric name to type.
+    types: BTreeMap<String, String>,
+}
+
+impl Scrape {
+    /// The sum of the samples named `name` that carry all of `labels`; 0 when there are none.
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|s| s.name == name)
+            .filter(|s| {
+                labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(v))
+            })
+            .map(|s| s.value)
+            .sum()
+    }
+}
+
+async fn scrape(app: &TestApp) -> Scrape {
+    let response = app
+        .router
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()[header::CONTENT_TYPE].to_str().unwrap();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    parse(String::from_utf8(bytes.to_vec()).expect("the exposition is UTF-8"))
+}
+
+fn parse(text: String) -> Scrape {
+    let mut samples = Vec::new();
+    let mut types = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name type");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            types.insert(name.to_owned(), kind.to_owned());
+        } else if line.starts_with("# HELP ") {
+            continue;
+        } else {
+            assert!(!line.starts_with('#'), "an unknown comment: {line}");
+            samples.push(parse_sample(line));
+        }
+    }
+    Scrape {
+        text,
+        samples,
+        types,
+    }
+}
+
+fn parse_sample(line: &str) -> Sample {
+    let (series, value) = line
+        .rsplit_once(' ')
+        .expect("a sample is a series and a value");
+    let value: f64 = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        value => value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {line}")),
+    };
+    let (name, labels) = match series.split_once('{') {
+        None => (series, BTreeMap::new()),
+        Some((name, rest)) => {
+            let body = rest.strip_suffix('}').expect("labels end with }");
+            (name, parse_labels(body, line))
+        }
+    };
+    assert!(
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+        "a bad metric name: {line}"
+    );
+    Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    }
+}
+
+fn parse_labels(mut body: &str, line: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    while !body.is_empty() {
+        let (key, rest) = body.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((i, '"')) => break i,
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c)) => value.push(c),
+                    None => panic!("{line}"),
+                },
+                Some((_, c)) => value.push(c),
+                None => panic!("an unterminated label value: {line}"),
+            }
+        };
+        labels.insert(key.to_owned(), value);
+        body = rest[end + 1..].trim_start_matches(',');
+    }
+    labels
+}
+
+async fn status_of(app: &TestApp, request: Request<Body>) -> StatusCode {
+    app.router.clone().oneshot(request).await.unwrap().status()
+}
+
+fn post_movie() -> Request<Body> {
+    Request::post("/api/events/movie")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(movie().to_string()))
+        .unwrap()
+}
+
+/// How much each of `series` grew between two scrapes around `act`.
+async fn growth<const N: usize>(
+    app: &TestApp,
+    series: [(&str, &[(&str, &str)]); N],
+    act: impl AsyncFnOnce(),
+) -> [f64; N] {
+    let before = scrape(app).await;
+    act().await;
+    let after = scrape(app).await;
+    series.map(|(name, labels)| after.value(name, labels) - before.value(name, labels))
+}
+
+#[tokio::test]
+async fn requests_are_counted_and_timed_by_route_method_and_status() {
+    let app = app(Outcome::Stored);
+    let movie_route = [("route", "/api/events/movie"), ("method", "POST")];
+    let [created, invalid, timed] = growth(
+        &app,
+        [
+            (
+                REQUESTS,
+                &[movie_route[0], movie_route[1], ("status", "201")],
+            ),
+            (
+                REQUESTS,
+                &[movie_route[0], movie_route[1], ("status", "400")],
+            ),
+            (&format!("{DURATION}_count"), &movie_route),
+        ],
+        async || {
+            for _ in 0..3 {
+                assert_eq!(status_of(&app, post_movie()).await, StatusCode::CREATED);
+            }
+            let broken = Request::post("/api/events/movie")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{"))
+                .unwrap();
+            assert_eq!(status_of(&app, broken).await, StatusCode::BAD_REQUEST);
+        },
+    )
+    .await;
+    assert!(created >= 3.0, "201s counted: {created}");
+    assert!(invalid >= 1.0, "400s counted: {invalid}");
+    assert!(timed >= 4.0, "every answer timed: {timed}");
+
+    let after = scrape(&app).await;
+    let inf = after.value(
+        &format!("{DURATION}_bucket"),
+        &[movie_route[0], movie_route[1], ("le", "+Inf")],
+    );
+    assert_eq!(
+        inf,
+        after.value(&format!("{DURATION}_count"), &movie_route),
+        "the +Inf bucket holds every observation"
+    );
+}
+
+#[tokio::test]
+async fn paths_and_methods_that_clients_make_up_are_not_label_values() {
+    let app = app(Outcome::Stored);
+    let unmatched = [("route", "unmatched"), ("method", "GET"), ("status", "404")];
+    let invented = [("route", "/api/events/movie"), ("method", "other")];
+    let [not_found, brewed] = growth(
+        &app,
+        [(REQUESTS, &unmatched), (REQUESTS, &invented)],
+        async || {
+            let path = "/api/events/movie/4f1c2b7e-made-up";
+            let request = Request::get(path).body(Body::empty()).unwrap();
+            assert_eq!(status_of(&app, request).await, StatusCode::NOT_FOUND);
+            let brew = Request::builder()
+                .method(Method::from_bytes(b"BREW").unwrap())
+                .uri("/api/events/movie")
+                .body(Body::empty())
+                .unwrap();
+            assert_eq!(status_of(&app, brew).await, StatusCode::METHOD_NOT_ALLOWED);
+        },
+    )
+    .await;
+    assert!(not_found >= 1.0, "the 404 is counted as unmatched");
+    assert!(brewed >= 1.0, "the made-up method is counted as other");
+    let text = scrape(&app).await.text;
+    assert!(
+        !text.contains("made-up") && !text.contains("BREW"),
+        "{text}"
+    );
+}
+
+/// The app as the service would build it from `vars`, over an in-memory publisher.
+fn secured(vars: &[(&str, &str)], outcome: Outcome, limits: Limits) -> TestApp {
+    let config = Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .expect("test configuration is valid");
+    let auth = Authenticator::from_config(&config.auth)
+        .expect("the keys load")
+        .map(Arc::new);
+    let rate_limit = config.rate_limit.map(|c| Arc::new(RateLimit::new(c)));
+    secured_app_with(outcome, limits, auth, rate_limit)
+}
+
+#[tokio::test]
+async fn the_answers_of_the_layers_before_the_handler_are_counted() {
+    let limited = secured(
+        &[("AUTH_API_KEYS", KEY), ("RATE_LIMIT_PER_SECOND", "0.001")],
+        Outcome::Stored,
+        LIMITS,
+    );
+    let slow = app_with(
+        Outcome::Hang,
+        Limits {
+            request_timeout: Duration::from_millis(50),
+            ..LIMITS
+        },
+    );
+    let full = app(Outcome::QueueFull);
+    let with_key = || {
+        let mut request = post_movie();
+        request
+            .headers_mut()
+            .insert("x-api-key", KEY.parse().unwrap());
+        request
+    };
+    let counted = |status| {
+        [
+            ("route", "/api/events/movie"),
+            ("method", "POST"),
+            ("status", status),
+        ]
+    };
+    let [unauthorized, limited_out, timed_out, unavailable] = growth(
+        &limited,
+        [
+            (REQUESTS, &counted("401")),
+            (REQUESTS, &counted("429")),
+            (REQUESTS, &counted("408")),
+            (REQUESTS, &counted("503")),
+        ],
+        async || {
+            assert_eq!(
+                status_of(&limited, post_movie()).await,
+                StatusCode::UNAUTHORIZED
+            );
+            assert_eq!(status_of(&limited, with_key()).await, StatusCode::CREATED);
+            assert_eq!(
+                status_of(&limited, with_key()).await,
+                StatusCode::TOO_MANY_REQUESTS
+            );
+            assert_eq!(
+                status_of(&slow, post_movie()).await,
+                StatusCode::REQUEST_TIMEOUT
+            );
+            assert_eq!(
+                status_of(&full, post_movie()).await,
+                StatusCode::SERVICE_UNAVAILABLE
+            );
+        },
+    )
+    .await;
+    assert!(unauthorized >= 1.0, "401: {unauthorized}");
+    assert!(limited_out >= 1.0, "429: {limited_out}");
+    assert!(timed_out >= 1.0, "408: {timed_out}");
+    assert!(unavailable >= 1.0, "503: {unavailable}");
+}
+
+#[tokio::test]
+async fn the_metrics_are_open_and_never_rate_limited() {
+    let app = secured(
+        &[("AUTH_API_KEYS", KEY), ("RATE_LIMIT_PER_SECOND", "0.001")],
+        Outcome::Stored,
+        LIMITS,
+    );
+    for _ in 0..3 {
+        scrape(&app).await;
+    }
+}
+
+#[tokio::test]
+async fn the_exposition_is_prometheus_text_with_help_and_type_lines() {
+    let app = app(Outcome::Stored);
+    assert_eq!(status_of(&app, post_movie()).await, StatusCode::CREATED);
+    let scraped = scrape(&app).await;
+    assert_eq!(
+        scraped.types.get(REQUESTS).map(String::as_str),
+        Some("counter")
+    );
+    assert_eq!(
+        scraped.types.get(DURATION).map(String::as_str),
+        Some("histogram")
+    );
+    assert!(
+        scraped.text.contains(&format!("# HELP {REQUESTS} ")),
+        "{}",
+        scraped.text
+    );
+    for sample in &scraped.samples {
+        let family = [
+            sample.name.as_str(),
+            sample.name.trim_end_matches("_bucket"),
+            sample.name.trim_end_matches("_sum"),
+            sample.name.trim_end_matches("_count"),
+        ]
+        .into_iter()
+        .find(|family| scraped.types.contains_key(*family))
+        .unwrap_or_else(|| panic!("{} has no # TYPE line", sample.name));
+        assert!(
+            family.starts_with("events_service_"),
+            "{} is not the service's",
+            sample.name
+        );
+        if scraped.types[family] == "counter" {
+            assert!(family.ends_with("_total"), "counter {family}");
+        }
+    }
+    // A histogram's buckets are cumulative.
+    let buckets: Vec<f64> = scraped
+        .samples
+        .iter()
+        .filter(|s| s.name == format!("{DURATION}_bucket"))
+        .filter(|s| s.labels["route"] == "/api/events/movie" && s.labels["method"] == "POST")
+        .map(|s| s.value)
+        .collect();
+    assert!(buckets.len() > 10, "{buckets:?}");
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+}
