@@ -31,7 +31,12 @@ def read(path):
 DOCKERFILE = read("Dockerfile")
 COMPOSE = yaml.safe_load(read("docker-compose.yml"))
 KUBERNETES = [doc for doc in yaml.safe_load_all(read("deploy/kubernetes.yaml")) if doc]
-CONFIG_RS = read("src/config.rs")
+# The configuration module, all its files: each section documents its own variables.
+CONFIG_RS = "\n".join(
+    read(os.path.join("src/config", name))
+    for name in sorted(os.listdir(os.path.join(ROOT, "src/config")))
+    if name.endswith(".rs")
+)
 
 
 def instructions():
@@ -215,13 +220,13 @@ def hadolint_passes():
 
 
 def documented_variables():
-    """The variables src/config.rs documents: a doc comment that starts with `NAME`."""
+    """The variables src/config/ documents: a doc comment that starts with `NAME`."""
     return set(re.findall(r"^\s*/// `([A-Z][A-Z0-9_]*)\*?`", CONFIG_RS, re.M))
 
 
 def every_variable_set_is_one_the_service_reads():
     documented = documented_variables()
-    assert {"KAFKA_BROKERS", "PORT", "SHUTDOWN_TIMEOUT_MS"} <= documented, "config.rs is unreadable"
+    assert {"KAFKA_BROKERS", "PORT", "SHUTDOWN_TIMEOUT_MS"} <= documented, "src/config/ is unreadable"
     passthrough = [name for name in documented if name.endswith("_")]  # RDKAFKA_ and friends
     for where, env in (
         ("Dockerfile", dockerfile_env()),
@@ -232,7 +237,7 @@ def every_variable_set_is_one_the_service_reads():
             name for name in env
             if name not in documented and not any(name.startswith(p) for p in passthrough)
         ]
-        assert not unknown, f"{where} sets {unknown}, which src/config.rs does not document"
+        assert not unknown, f"{where} sets {unknown}, which src/config/ does not document"
     return f"{len(documented)} documented variables"
 
 

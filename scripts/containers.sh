@@ -7,7 +7,7 @@
 #   - the builder's Rust is this machine's rustc, builder and runtime are this machine's Debian,
 #     and the runtime stage holds every shared library the binary links (ldd, dpkg);
 #   - hadolint passes;
-#   - every variable the three files set is one src/config.rs documents;
+#   - every variable the three files set is one src/config/ documents;
 #   - ports, broker address, user and shutdown grace periods agree across the files;
 #   - Kafka's own storage tool accepts compose's broker settings (as apache/kafka renders them);
 #   - the binary, started as the image's user with each file's variables and no Kafka, answers
