@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -19,6 +20,11 @@ from traffic import Traffic
 MOVIE_TOPIC = "movie-events"
 # A 201 that left the service just before the kill may reach the client a moment after it.
 IN_FLIGHT_GRACE = 0.5
+# Load runs this long before anything is broken: past the first seconds' burst, the rate the
+# outage scenarios compare against is the steady one.
+WARM_UP = 8.0
+# The seconds before the kill whose median rate is the throughput to come back to.
+BASELINE_SECONDS = 4
 PROCESSED = re.compile(r"\[CONSUMER\] Topic: (\S+), Partition: (\d+), Offset: (\d+)")
 
 
@@ -97,7 +103,8 @@ def broker_outage(lab: Lab, name: str, outage: float, workers: int, delivery_ms:
     traffic = Traffic(service.url, lab.tag(name), workers, timeout=request_ms / 1000 + 5,
                       rss=service.rss_mib).start()
     began = time.monotonic()
-    wait_until("steady load", lambda: time.monotonic() - began > 5 and traffic.acked_since(0) > 0, 30)
+    wait_until("steady load",
+               lambda: time.monotonic() - began > WARM_UP and traffic.acked_since(0) > 0, 30)
     killed = time.monotonic()
     kafka.kill()
     time.sleep(outage)  # the outage itself: load keeps running against a service without Kafka
@@ -140,10 +147,9 @@ def long_outage(lab: Lab) -> Outcome:
     """5. The broker is away for several delivery timeouts; throughput must come back."""
     name, outcome = "long-outage", Outcome("5. broker away longer than the delivery timeout")
     delivery_ms = 5000 if lab.full else 2000
-    service, traffic, began, killed, revived, _ = broker_outage(
+    service, traffic, _, killed, revived, _ = broker_outage(
         lab, name, outage=60 if lab.full else 10, workers=128, delivery_ms=delivery_ms)
-    baseline = traffic.acked_since(began + 2) - traffic.acked_since(killed)
-    rate = baseline / (killed - began - 2)
+    rate = steady_rate(traffic, killed)
     window = 2.0
 
     def recent_rate():
@@ -171,6 +177,16 @@ def long_outage(lab: Lab) -> Outcome:
                          f"delivery timeout {delivery_ms / 1000:.0f} s")
     finish(outcome, traffic, lab.broker, lab.topic(name), lab.tag(name))
     return outcome
+
+
+def steady_rate(traffic: Traffic, before: float) -> float:
+    """The median of the 201s per second in the BASELINE_SECONDS whole seconds before `before`."""
+    counts = [0] * BASELINE_SECONDS
+    for a in traffic.answers:
+        age = before - a.done
+        if a.acked and 0 <= age < BASELINE_SECONDS:
+            counts[int(age)] += 1
+    return statistics.median(counts)
 
 
 def recovery_time(traffic: Traffic, revived: float, rate: float, window: float) -> float | None:
