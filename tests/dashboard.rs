@@ -5,13 +5,9 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use common::{LIMITS, Outcome, TestApp, app, secured_app_with};
-use events_service::Config;
-use events_service::http::Authenticator;
+use common::{LIMITS, Outcome, TestApp, app, app_from_vars};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -147,16 +143,11 @@ async fn every_element_the_script_looks_up_is_in_the_page() {
 #[tokio::test]
 async fn with_authentication_on_the_dashboard_needs_credentials_unless_its_routes_are_open() {
     let secured = |open: &str| {
-        let config = Config::from_vars(
-            [("AUTH_API_KEYS", KEY), ("AUTH_OPEN_ROUTES", open)]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
+        app_from_vars(
+            &[("AUTH_API_KEYS", KEY), ("AUTH_OPEN_ROUTES", open)],
+            Outcome::Stored,
+            LIMITS,
         )
-        .unwrap();
-        let auth = Authenticator::from_config(&config.auth)
-            .unwrap()
-            .map(Arc::new);
-        secured_app_with(Outcome::Stored, LIMITS, auth, None)
     };
     let closed = secured("/api/events/health");
     assert_eq!(get(&closed, "/").await.0, StatusCode::UNAUTHORIZED);

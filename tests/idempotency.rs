@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use common::{LIMITS, Outcome, TestApp, app, movie, payment, secured_app_with};
-use events_service::Config;
-use events_service::http::Authenticator;
+use common::{LIMITS, Outcome, TestApp, app, app_from_vars, movie, payment};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -155,11 +153,7 @@ async fn keys_that_are_not_visible_ascii_are_a_400() {
 async fn two_callers_using_the_same_key_do_not_meet() {
     let (first_key, second_key) = ("first-caller-key-0001", "second-caller-key-002");
     let keys = format!("{first_key},{second_key}");
-    let config = Config::from_vars([("AUTH_API_KEYS".to_owned(), keys)]).unwrap();
-    let auth = Authenticator::from_config(&config.auth)
-        .unwrap()
-        .map(Arc::new);
-    let app = secured_app_with(Outcome::Stored, LIMITS, auth, None);
+    let app = app_from_vars(&[("AUTH_API_KEYS", &keys)], Outcome::Stored, LIMITS);
     for api_key in [first_key, second_key] {
         let mut request = keyed("/api/events/movie", "shared", &movie());
         request

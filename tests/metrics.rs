@@ -6,14 +6,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use common::{LIMITS, Outcome, TestApp, app, app_with, movie, secured_app_with};
-use events_service::Config;
-use events_service::http::{Authenticator, Limits, RateLimit};
+use common::{LIMITS, Outcome, TestApp, app, app_from_vars, app_with, movie};
+use events_service::http::Limits;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -249,20 +247,9 @@ async fn paths_and_methods_that_clients_make_up_are_not_label_values() {
     );
 }
 
-/// The app as the service would build it from `vars`, over an in-memory publisher.
-fn secured(vars: &[(&str, &str)], outcome: Outcome, limits: Limits) -> TestApp {
-    let config = Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-        .expect("test configuration is valid");
-    let auth = Authenticator::from_config(&config.auth)
-        .expect("the keys load")
-        .map(Arc::new);
-    let rate_limit = config.rate_limit.map(|c| Arc::new(RateLimit::new(c)));
-    secured_app_with(outcome, limits, auth, rate_limit)
-}
-
 #[tokio::test]
 async fn the_answers_of_the_layers_before_the_handler_are_counted() {
-    let limited = secured(
+    let limited = app_from_vars(
         &[("AUTH_API_KEYS", KEY), ("RATE_LIMIT_PER_SECOND", "0.001")],
         Outcome::Stored,
         LIMITS,
@@ -326,7 +313,7 @@ async fn the_answers_of_the_layers_before_the_handler_are_counted() {
 
 #[tokio::test]
 async fn the_metrics_are_open_and_never_rate_limited() {
-    let app = secured(
+    let app = app_from_vars(
         &[("AUTH_API_KEYS", KEY), ("RATE_LIMIT_PER_SECOND", "0.001")],
         Outcome::Stored,
         LIMITS,

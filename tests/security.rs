@@ -4,16 +4,13 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use common::{LIMITS, Outcome, TestApp, movie, payment, secured_app_with, user};
-use events_service::Config;
-use events_service::http::{Authenticator, RateLimit};
+use common::{LIMITS, Outcome, TestApp, app_from_vars, movie, payment, user};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -37,13 +34,7 @@ const EXPIRED: &str = "invalid credentials: the token has expired";
 
 /// The app as the service would build it from `vars`, over an in-memory publisher.
 fn secured(vars: &[(&str, &str)]) -> TestApp {
-    let config = Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-        .expect("test configuration is valid");
-    let auth = Authenticator::from_config(&config.auth)
-        .expect("the keys load")
-        .map(Arc::new);
-    let rate_limit = config.rate_limit.map(|c| Arc::new(RateLimit::new(c)));
-    secured_app_with(Outcome::Stored, LIMITS, auth, rate_limit)
+    app_from_vars(vars, Outcome::Stored, LIMITS)
 }
 
 /// What a request carries to prove who sent it.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use events_service::Config;
 use events_service::config::DEFAULT_CLOUDEVENTS_SOURCE;
 use events_service::http::{
     AppState, Authenticator, IdempotencyStore, Limits, Live, RateLimit, router,
@@ -73,6 +74,18 @@ pub const STREAM_SLOTS: usize = 2;
 
 pub fn app_with(outcome: Outcome, limits: Limits) -> TestApp {
     secured_app_with(outcome, limits, None, None)
+}
+
+/// The app as the service would build it from the configuration `vars` (authentication, rate
+/// limit), over an in-memory publisher.
+pub fn app_from_vars(vars: &[(&str, &str)], outcome: Outcome, limits: Limits) -> TestApp {
+    let config = Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .expect("test configuration is valid");
+    let auth = Authenticator::from_config(&config.auth)
+        .expect("the keys load")
+        .map(Arc::new);
+    let rate_limit = config.rate_limit.map(|c| Arc::new(RateLimit::new(c)));
+    secured_app_with(outcome, limits, auth, rate_limit)
 }
 
 /// An app behind the given authentication and rate limit.
