@@ -35,6 +35,11 @@ pub const KAFKA_PRODUCER_QUEUE: &str = "events_service_kafka_producer_queue_even
 pub const EVENTS_PROCESSED: &str = "events_service_events_processed_total";
 pub const DEAD_LETTERS: &str = "events_service_dead_letters_total";
 pub const CONSUMER_LAG: &str = "events_service_consumer_lag";
+pub const CONSUMER_HELD_PARTITIONS: &str = "events_service_consumer_held_partitions";
+pub const DEAD_LETTERS_TRUNCATED: &str = "events_service_dead_letters_truncated_total";
+pub const HTTP_CONNECTIONS: &str = "events_service_http_connections";
+pub const HTTP_CONNECTIONS_CLOSED: &str = "events_service_http_connections_closed_total";
+pub const HTTP_PANICS: &str = "events_service_http_panics_total";
 
 /// librdkafka's statistics (`KAFKA_STATISTICS_INTERVAL_MS`), per client (`client` label:
 /// `producer`, or `consumer:<topic>`), and per broker of each client.
@@ -135,7 +140,7 @@ pub fn produced(topic: &str, result: &Result<Delivery, PublishError>, took: Dura
         Ok(_) => "stored",
         Err(PublishError::QueueFull) => "queue_full",
         Err(PublishError::TimedOut(_)) => "timed_out",
-        Err(PublishError::Failed(_)) => "failed",
+        Err(PublishError::Failed(_) | PublishError::Rejected { .. }) => "failed",
     };
     let topic = intern(topic);
     RECORDS.record(
@@ -174,9 +179,34 @@ pub fn event_processed(topic: &str, event_type: &str) {
     );
 }
 
-/// A record from `topic` the consumers could not process, now stored in its dead-letter topic.
-pub fn dead_lettered(topic: &str) {
+/// A record from `topic` the consumers could not process, now stored in its dead-letter topic
+/// (cut short, when it was too large for Kafka).
+pub fn dead_lettered(topic: &str, truncated: bool) {
     metrics::counter!(DEAD_LETTERS, "topic" => topic.to_owned()).increment(1);
+    if truncated {
+        metrics::counter!(DEAD_LETTERS_TRUNCATED, "topic" => topic.to_owned()).increment(1);
+    }
+}
+
+/// Partitions of `topic` held now because a dead letter could not be written.
+pub fn held_partitions(topic: &str, held: usize) {
+    metrics::gauge!(CONSUMER_HELD_PARTITIONS, "topic" => topic.to_owned()).set(held as f64);
+}
+
+/// Connections open now, sampled when the metrics are scraped.
+pub fn open_connections(open: i64) {
+    metrics::gauge!(HTTP_CONNECTIONS).set(open as f64);
+}
+
+/// A connection the service closed, and why (`header_timeout`, `idle_timeout`, `write_timeout`,
+/// `limit`).
+pub fn connection_closed(reason: &'static str) {
+    metrics::counter!(HTTP_CONNECTIONS_CLOSED, "reason" => reason).increment(1);
+}
+
+/// A handler that panicked (answered 500).
+pub fn panicked() {
+    metrics::counter!(HTTP_PANICS).increment(1);
 }
 
 /// The handles of series registered so far, by their label values. Registering a series (building
@@ -276,6 +306,23 @@ fn describe() {
     describe_counter!(
         DEAD_LETTERS,
         "Unprocessable records written to their dead-letter topic, by the topic they came from"
+    );
+    describe_gauge!(
+        CONSUMER_HELD_PARTITIONS,
+        "Partitions the consumers hold because a record's dead letter cannot be written, by topic"
+    );
+    describe_counter!(
+        DEAD_LETTERS_TRUNCATED,
+        "Dead letters written cut short because the record was too large for Kafka, by source topic"
+    );
+    describe_gauge!(HTTP_CONNECTIONS, "HTTP connections open, when scraped");
+    describe_counter!(
+        HTTP_CONNECTIONS_CLOSED,
+        "HTTP connections the service closed, by reason (header_timeout, idle_timeout, write_timeout, limit)"
+    );
+    describe_counter!(
+        HTTP_PANICS,
+        "Requests whose handler panicked; each was answered 500"
     );
     describe_gauge!(
         CONSUMER_LAG,

@@ -29,6 +29,8 @@ fn processed(offset: i64, event_type: &str, action: &str, payload: &str) -> Proc
         action: action.into(),
         payload: RawValue::from_string(payload.into()).unwrap(),
         amount: serde_json::from_str::<Value>(payload).unwrap()["amount"].as_f64(),
+        truncated: false,
+        payload_bytes: None,
     }
 }
 

@@ -237,12 +237,22 @@ async fn health_follows_the_background_check_and_liveness_does_not() {
         reachable: true,
         brokers: 1,
         missing_topics: vec![],
+        missing_dead_letter_topics: vec!["movie-events.dlq".into()],
         last_error: None,
         checked_at: None,
     });
     let (status, _, body) = app.send(get("/api/events/health")).await;
     assert_eq!((status, &body["status"]), (StatusCode::OK, &json!(true)));
     assert_eq!(body["kafka"]["brokers"], 1);
+    assert_eq!(
+        body["kafka"]["missing_dead_letter_topics"],
+        json!(["movie-events.dlq"]),
+        "ready without a dead-letter topic, and saying so"
+    );
+    assert_eq!(
+        body["consumers"],
+        json!({"status": true, "held_partitions": []})
+    );
 }
 
 #[tokio::test]
@@ -569,4 +579,47 @@ proptest::proptest! {
         proptest::prop_assert!(status == StatusCode::BAD_REQUEST || status == StatusCode::CREATED, "{status}");
         proptest::prop_assert!(status == StatusCode::CREATED || response["error"].is_string());
     }
+}
+
+/// The process's count of handlers that panicked, from `/metrics`. Only the test below makes a
+/// handler panic in this test binary, so the count moves by exactly its panics.
+async fn panics_counted() -> f64 {
+    let app = app(Outcome::Stored);
+    let response = app
+        .router
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .find(|l| l.starts_with("events_service_http_panics_total "))
+        .map_or(0.0, |l| l.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_handler_that_panics_is_answered_500_json_and_counted_and_the_service_goes_on() {
+    let before = panics_counted().await;
+    let app = app(Outcome::Panic);
+    let (status, body) = app.post("/api/events/movie", movie().to_string()).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body, json!({"error": "internal error"}));
+    assert_eq!(panics_counted().await, before + 1.0);
+    // Its concurrency slot was given back: more panics than there are slots are all answered.
+    for _ in 0..LIMITS.concurrent_requests {
+        let (status, _) = app.post("/api/events/movie", movie().to_string()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    assert_eq!(
+        panics_counted().await,
+        before + 1.0 + LIMITS.concurrent_requests as f64
+    );
+    let live = Request::get("/api/events/health/live")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.send(live).await.0, StatusCode::OK);
 }

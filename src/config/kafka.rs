@@ -41,6 +41,9 @@ pub struct KafkaConfig {
     pub consumers_enabled: bool,
     /// `KAFKA_HEALTH_INTERVAL_MS`: how often the broker's reachability is checked (default 1 s).
     pub health_interval: Duration,
+    /// `KAFKA_DLQ_MAX_HOLD_MS`: how long a consumer may hold a partition because a record's dead
+    /// letter cannot be written, before health turns 503 to page an operator (default 60 s).
+    pub dlq_max_hold: Duration,
     /// `KAFKA_STATISTICS_INTERVAL_MS`: how often every Kafka client reports librdkafka's
     /// statistics, which `/metrics` exports (consumer lag among them); zero turns them off
     /// (default 5 s, at most [`MAX_STATISTICS_INTERVAL`]).

@@ -83,9 +83,19 @@ pub struct HttpConfig {
     /// Longer than the delivery timeout, so that a Kafka failure is reported as such.
     pub request_timeout: Duration,
     /// `HTTP_HEADER_TIMEOUT_MS`: how long a client may take to send a request's head (request
-    /// line and headers) before its connection is closed (default 10 s). Also how long an idle
-    /// keep-alive connection stays open.
+    /// line and headers), from accept or from the first byte of a later request, before its
+    /// connection is closed (default 10 s), whatever the protocol.
     pub header_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT_MS`: how long a kept-alive connection may stay idle between requests
+    /// (default 90 s, longer than the 60 s idle timeout of common load balancers, so that they
+    /// close first).
+    pub idle_timeout: Duration,
+    /// `HTTP_MAX_CONNECTIONS`: connections open at once at most; more are closed as soon as
+    /// they are accepted (default 10000, lowered to fit the open-file limit).
+    pub max_connections: usize,
+    /// `HTTP_MAX_INFLIGHT_BYTES`: request body bytes the publishing requests in progress may
+    /// hold at once; beyond it, 503 (default 32 MiB).
+    pub max_inflight_bytes: usize,
     /// `SHUTDOWN_TIMEOUT_MS`: how long shutdown may take in all (default 20 s).
     pub shutdown_timeout: Duration,
     /// `HTTP_MAX_CONCURRENT_REQUESTS`: event requests served at once; more are answered 503 at
@@ -96,6 +106,12 @@ pub struct HttpConfig {
     /// `STREAM_MAX_CLIENTS`: event streams (`GET /api/events/stream`) open at once at most;
     /// more are answered 503 (default 64).
     pub stream_max_clients: usize,
+    /// `STREAM_MAX_PER_CLIENT`: event streams one client (its credentials, or its address) may
+    /// have open at once; more are answered 429 (default 8).
+    pub stream_max_per_client: usize,
+    /// `STREAM_WRITE_TIMEOUT_MS`: how long a write to a client may make no progress before its
+    /// connection is closed: a stream whose client stopped reading frees its slot (default 15 s).
+    pub write_timeout: Duration,
     /// `IDEMPOTENCY_WINDOW_SECS`: how long the answer to a request with an `Idempotency-Key` is
     /// remembered (default 86400, a day).
     pub idempotency_window: Duration,
@@ -144,6 +160,13 @@ impl Config {
         if !["earliest", "latest"].contains(&auto_offset_reset.as_str()) {
             bail!("KAFKA_AUTO_OFFSET_RESET must be earliest or latest, not {auto_offset_reset:?}");
         }
+        let body_limit_bytes = env.positive("HTTP_BODY_LIMIT_BYTES", 1024 * 1024)?;
+        let max_inflight_bytes = env.positive("HTTP_MAX_INFLIGHT_BYTES", 32 * 1024 * 1024)?;
+        if max_inflight_bytes < body_limit_bytes {
+            bail!(
+                "HTTP_MAX_INFLIGHT_BYTES ({max_inflight_bytes}) must be at least HTTP_BODY_LIMIT_BYTES ({body_limit_bytes}), or the largest bodies could never be served"
+            );
+        }
         let brokers = env.get("KAFKA_BROKERS", "localhost:9092".to_owned())?;
         if brokers.split(',').any(|b| b.trim().is_empty()) {
             bail!("KAFKA_BROKERS must be a comma-separated list of host:port, not {brokers:?}");
@@ -152,13 +175,18 @@ impl Config {
             http: HttpConfig {
                 host: env.get("HOST", IpAddr::V4(Ipv4Addr::UNSPECIFIED))?,
                 port: env.get("PORT", 8082)?,
-                body_limit_bytes: env.positive("HTTP_BODY_LIMIT_BYTES", 1024 * 1024)?,
+                body_limit_bytes,
                 request_timeout,
                 header_timeout: env.millis("HTTP_HEADER_TIMEOUT_MS", 10_000)?,
+                idle_timeout: env.millis("HTTP_IDLE_TIMEOUT_MS", 90_000)?,
+                max_connections: env.positive("HTTP_MAX_CONNECTIONS", 10_000)?,
+                max_inflight_bytes,
                 shutdown_timeout,
                 max_concurrent_requests: env.positive("HTTP_MAX_CONCURRENT_REQUESTS", 1024)?,
                 batch_max_events: env.positive("BATCH_MAX_EVENTS", 1000)?,
                 stream_max_clients: env.positive("STREAM_MAX_CLIENTS", 64)?,
+                stream_max_per_client: env.positive("STREAM_MAX_PER_CLIENT", 8)?,
+                write_timeout: env.millis("STREAM_WRITE_TIMEOUT_MS", 15_000)?,
                 idempotency_window: Duration::from_secs(
                     env.positive("IDEMPOTENCY_WINDOW_SECS", 86_400)?,
                 ),
@@ -177,6 +205,7 @@ impl Config {
                 auto_offset_reset,
                 consumers_enabled: env.get("KAFKA_CONSUMERS_ENABLED", true)?,
                 health_interval: env.millis("KAFKA_HEALTH_INTERVAL_MS", 1_000)?,
+                dlq_max_hold: env.millis("KAFKA_DLQ_MAX_HOLD_MS", 60_000)?,
                 statistics_interval: statistics_interval(&env)?,
                 client_options: rdkafka_options(&env, "RDKAFKA_", &["PRODUCER_", "CONSUMER_"])?,
                 producer_options: rdkafka_options(&env, "RDKAFKA_PRODUCER_", &[])?,

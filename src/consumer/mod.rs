@@ -4,39 +4,72 @@
 //! or after a record that cannot be processed was written to its dead-letter topic; only stored
 //! offsets are committed: periodically by librdkafka, on partition revocation, and once more at
 //! shutdown. A crash can therefore repeat records processed since the last commit, but never
-//! skip one.
+//! skip one. While a dead letter cannot be written its partition is held ([`hold`]); the
+//! consumer's other partitions go on.
 
 mod dead_letter;
+mod hold;
 mod processor;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::Message;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
 pub use dead_letter::DeadLetters;
+pub use hold::{HeldPartition, HeldPartitions};
 pub use processor::{ProcessError, ProcessedEvent, Processor};
 
 use crate::config::KafkaConfig;
 use crate::kafka::{StatsContext, client};
 use crate::metrics;
+use hold::Holds;
 
 /// How often a consumer thread looks up from polling to see whether it should stop.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often it looks up while it holds a partition, to see whether the letter is written.
+const HOLD_POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// A consumer's context: librdkafka's statistics as metrics, and word of each rebalance.
+pub struct GroupContext {
+    stats: StatsContext,
+    revoked: AtomicBool,
+}
+
+impl ClientContext for GroupContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.stats.stats_raw(statistics);
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if matches!(rebalance, Rebalance::Revoke(_)) {
+            self.revoked.store(true, Ordering::Relaxed);
+        }
+    }
+}
 
 /// One consumer per topic, created (so that a bad configuration stops start-up) but not yet
 /// subscribed: they join the group once the topics exist.
-pub struct Consumers(Vec<(String, BaseConsumer<StatsContext>)>);
+pub struct Consumers(Vec<(String, BaseConsumer<GroupContext>)>);
 
 impl Consumers {
     pub fn new(kafka: &KafkaConfig, topics: &[String]) -> anyhow::Result<Self> {
         topics
             .iter()
             .map(|topic| {
+                let context = GroupContext {
+                    stats: StatsContext::consumer(topic),
+                    revoked: AtomicBool::new(false),
+                };
                 let consumer = client::consumer(kafka)
-                    .create_with_context(StatsContext::consumer(topic))
+                    .create_with_context(context)
                     .context(
                         "librdkafka rejected the consumer configuration (check the RDKAFKA_* variables)",
                     )?;
@@ -47,11 +80,13 @@ impl Consumers {
     }
 
     /// Subscribes each consumer to its topic and runs them all until `stop` is cancelled; each
-    /// then commits what it processed.
+    /// then commits what it processed. Partitions held for want of a dead letter are reported
+    /// in `held`.
     pub async fn run(
         self,
         processor: Processor,
         dead_letters: DeadLetters,
+        held: HeldPartitions,
         stop: CancellationToken,
     ) -> anyhow::Result<()> {
         let runtime = tokio::runtime::Handle::current();
@@ -61,10 +96,11 @@ impl Consumers {
                 .subscribe(&[&topic])
                 .with_context(|| format!("could not subscribe to {topic}"))?;
             tracing::info!("[CONSUMER] Started consumer for topic {topic}");
-            let (processor, dead_letters) = (processor.clone(), dead_letters.clone());
-            let (stop, runtime) = (stop.clone(), runtime.clone());
+            let processor = processor.clone();
+            let holds = Holds::new(&topic, held.clone(), dead_letters.clone(), runtime.clone());
+            let stop = stop.clone();
             running.push(tokio::task::spawn_blocking(move || {
-                consume(&consumer, &processor, &dead_letters, &stop, &runtime);
+                consume(&consumer, &processor, holds, &stop);
                 commit_and_close(consumer);
             }));
         }
@@ -78,27 +114,37 @@ impl Consumers {
 /// Polls and processes records until `stop`, on a thread of its own: processing is synchronous,
 /// and off the async workers it cannot delay the HTTP answers they are busy with.
 fn consume(
-    consumer: &BaseConsumer<StatsContext>,
+    consumer: &BaseConsumer<GroupContext>,
     processor: &Processor,
-    dead_letters: &DeadLetters,
+    mut holds: Holds,
     stop: &CancellationToken,
-    runtime: &tokio::runtime::Handle,
 ) {
     while !stop.is_cancelled() {
-        match consumer.poll(POLL_INTERVAL) {
+        holds.tick(consumer);
+        let wait = if holds.is_empty() {
+            POLL_INTERVAL
+        } else {
+            HOLD_POLL_INTERVAL
+        };
+        let polled = consumer.poll(wait);
+        if consumer.context().revoked.swap(false, Ordering::Relaxed) {
+            holds.forget(consumer);
+        }
+        match polled {
             None => {}
+            // Fetched before its partition was paused: it comes again once the hold ends.
+            Some(Ok(record)) if holds.holds(record.partition()) => {}
             Some(Ok(record)) => {
                 let _span = crate::trace::process_span(&record).entered();
                 match processor.process(&record) {
-                    Ok(event) => metrics::event_processed(&event.topic, &event.event_type),
-                    Err(error) => {
-                        if !runtime.block_on(dead_letters.divert(&record, &error, stop)) {
-                            return; // Stopping before the dead letter was stored: keep the offset.
+                    Ok(event) => {
+                        metrics::event_processed(&event.topic, &event.event_type);
+                        if let Err(error) = consumer.store_offset_from_message(&record) {
+                            tracing::warn!("[CONSUMER] Could not store offset: {error}");
                         }
                     }
-                }
-                if let Err(error) = consumer.store_offset_from_message(&record) {
-                    tracing::warn!("[CONSUMER] Could not store offset: {error}");
+                    // Its offset is stored once its dead letter is.
+                    Err(error) => holds.hold(consumer, record.detach(), &error),
                 }
             }
             // Errors here (a broker going away, a rebalance in progress) are reported by
@@ -110,7 +156,7 @@ fn consume(
 
 /// Commits the stored offsets and leaves the group. Both may wait on the broker; the shutdown
 /// deadline bounds how long the service waits for them.
-fn commit_and_close(consumer: BaseConsumer<StatsContext>) {
+fn commit_and_close(consumer: BaseConsumer<GroupContext>) {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => {}
         Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}

@@ -55,6 +55,13 @@ impl fmt::Display for ValidationErrors {
 
 impl std::error::Error for ValidationErrors {}
 
+#[cfg(test)]
+thread_local! {
+    /// Every field name read on this thread, for the test that keeps `FIELD_NAMES` complete.
+    pub static READ: std::cell::RefCell<std::collections::BTreeSet<String>> =
+        Default::default();
+}
+
 /// Reads the fields of one JSON object, remembering every error.
 pub struct Fields<'a> {
     object: &'a Map<String, Value>,
@@ -71,6 +78,8 @@ impl<'a> Fields<'a> {
 
     /// A field that must be present and valid.
     pub fn required<T: FromJson>(&mut self, name: &str) -> Option<T> {
+        #[cfg(test)]
+        READ.with(|read| read.borrow_mut().insert(name.to_owned()));
         match self.object.get(name) {
             None | Some(Value::Null) => {
                 self.error(name, "is required");
@@ -82,6 +91,8 @@ impl<'a> Fields<'a> {
 
     /// A field that may be absent (or null) but must be valid when present.
     pub fn optional<T: FromJson>(&mut self, name: &str) -> Option<T> {
+        #[cfg(test)]
+        READ.with(|read| read.borrow_mut().insert(name.to_owned()));
         match self.object.get(name) {
             None | Some(Value::Null) => None,
             Some(value) => self.parse(name, value),

@@ -33,12 +33,16 @@ impl FromJson for PaymentStatus {
     }
 }
 
-/// An amount of money: a finite number >= 0.
+/// An amount of money: a number from 0 to [`Amount::MAX`]. The bound keeps every sum of amounts
+/// a consumer may keep (the statistics' among them) finite for as long as anyone will count.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(transparent)]
 pub struct Amount(f64);
 
 impl Amount {
+    /// A trillion: more than any one payment, in any currency.
+    pub const MAX: f64 = 1e12;
+
     pub fn get(self) -> f64 {
         self.0
     }
@@ -46,13 +50,13 @@ impl Amount {
 
 impl FromJson for Amount {
     fn from_json(value: &Value) -> Result<Self, String> {
-        number_in(value, 0.0, f64::INFINITY).map(Self)
+        number_in(value, 0.0, Self::MAX).map(Self)
     }
 }
 
 impl utoipa::PartialSchema for Amount {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        number_schema(0.0, f64::INFINITY)
+        number_schema(0.0, Self::MAX)
     }
 }
 
@@ -159,6 +163,19 @@ mod tests {
                 "method_type"
             ]
         );
+    }
+
+    #[test]
+    fn amounts_run_from_zero_to_a_trillion() {
+        for (amount, ok) in [
+            (json!(1e12), true),
+            (json!(1_000_000_000_001_u64), false),
+            (json!(1e308), false),
+            (json!(f64::MAX), false),
+        ] {
+            let body = json!({"payment_id": 1, "user_id": 1, "amount": amount, "status": "failed"});
+            assert_eq!(parse(body).is_ok(), ok, "amount {amount}");
+        }
     }
 
     #[test]

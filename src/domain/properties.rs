@@ -29,25 +29,14 @@ fn any_json() -> impl Strategy<Value = Value> {
 
 /// An object whose known fields hold anything at all.
 fn object_with_known_fields() -> impl Strategy<Value = Map<String, Value>> {
-    let fields = [
-        "movie_id",
-        "title",
-        "action",
-        "user_id",
-        "rating",
-        "genres",
-        "description",
-        "username",
-        "email",
-        "timestamp",
-        "payment_id",
-        "amount",
-        "status",
-        "method_type",
-        "type",
-    ];
-    prop::collection::vec((prop::sample::select(fields.to_vec()), any_json()), 0..12)
-        .prop_map(|pairs| pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    prop::collection::vec(
+        (
+            prop::sample::select(super::FIELD_NAMES.to_vec()),
+            any_json(),
+        ),
+        0..12,
+    )
+    .prop_map(|pairs| pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
 fn event_type() -> impl Strategy<Value = EventType> {

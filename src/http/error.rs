@@ -40,6 +40,9 @@ pub enum ApiError {
     /// Every stream slot is taken.
     #[error("too many event streams are open; retry later")]
     TooManyStreams,
+    /// The client has as many streams open as one client may.
+    #[error("this client has {0} event streams open already, as many as one client may")]
+    TooManyStreamsFromClient(usize),
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
     #[error("the request body is larger than {0} bytes")]
@@ -95,7 +98,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests(_) | ApiError::TooManyStreamsFromClient(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::IdempotencyKeyInProgress => StatusCode::CONFLICT,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Publish(PublishError::QueueFull)
@@ -132,7 +137,7 @@ impl IntoResponse for ApiError {
             ApiError::TooManyRequests(seconds) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             }
-            ApiError::IdempotencyKeyInProgress => {
+            ApiError::IdempotencyKeyInProgress | ApiError::TooManyStreamsFromClient(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
@@ -153,4 +158,16 @@ pub fn with_retry_after(status: StatusCode, mut response: Response) -> Response 
         );
     }
     response
+}
+
+/// The answer to a request whose handler panicked: 500, as for any failure of ours.
+pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned());
+    tracing::error!("A request handler panicked: {message}");
+    crate::metrics::panicked();
+    ApiError::Internal.into_response()
 }

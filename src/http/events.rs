@@ -151,7 +151,7 @@ pub async fn create_movie_event(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<Created, ApiError> {
-    publish_one(&state, EventType::Movie, &body).await
+    publish_one(&state, EventType::Movie, body).await
 }
 
 /// Publish a user event.
@@ -165,7 +165,7 @@ pub async fn create_user_event(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<Created, ApiError> {
-    publish_one(&state, EventType::User, &body).await
+    publish_one(&state, EventType::User, body).await
 }
 
 /// Publish a payment event.
@@ -179,7 +179,7 @@ pub async fn create_payment_event(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<Created, ApiError> {
-    publish_one(&state, EventType::Payment, &body).await
+    publish_one(&state, EventType::Payment, body).await
 }
 
 /// Publish several events of any types at once.
@@ -198,11 +198,9 @@ pub async fn create_batch(
     State(state): State<AppState>,
     JsonArray(items): JsonArray,
 ) -> Result<Response, ApiError> {
+    // The extractor read no more than the limit's items, and refused the batch if it held more.
     if items.is_empty() {
         return Err(ApiError::EmptyBatch);
-    }
-    if items.len() > state.limits.batch_max_events {
-        return Err(ApiError::BatchTooLarge(state.limits.batch_max_events));
     }
     let received_at = Timestamp::now();
     let mut events = Vec::with_capacity(items.len());
@@ -212,6 +210,8 @@ pub async fn create_batch(
         events.push((event, raw));
         records.push(record);
     }
+    // Nothing of the request is held while Kafka is awaited.
+    drop(items);
     let outcomes = state.publisher.publish_batch(records).await?;
 
     let mut failures = 0;
@@ -315,10 +315,12 @@ fn stored(
 async fn publish_one(
     state: &AppState,
     event_type: EventType,
-    body: &Map<String, Value>,
+    body: Map<String, Value>,
 ) -> Result<Created, ApiError> {
     let received_at = Timestamp::now();
-    let payload = EventPayload::parse(event_type, body, received_at)?;
+    let payload = EventPayload::parse(event_type, &body, received_at)?;
+    // Nothing of the request is held while Kafka is awaited.
+    drop(body);
     let (event, raw, record) = prepare(state, payload, received_at)?;
     let delivery = state.publisher.publish(record).await?;
     Ok((

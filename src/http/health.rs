@@ -8,13 +8,27 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use crate::consumer::HeldPartition;
 use crate::kafka::KafkaStatus;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// True while Kafka is reachable and has the service's topics.
+    /// True while Kafka is reachable and has the service's topics, and no consumer has held a
+    /// partition for longer than `KAFKA_DLQ_MAX_HOLD_MS`.
     pub status: bool,
     pub kafka: KafkaStatus,
+    pub consumers: ConsumersHealth,
+}
+
+/// What the built-in consumers report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsumersHealth {
+    /// False once a partition has been held for longer than `KAFKA_DLQ_MAX_HOLD_MS`.
+    pub status: bool,
+    /// Partitions held because a record's dead letter cannot be written (the record's offset,
+    /// since when, and Kafka's last refusal). Records after it wait; the other partitions go on.
+    /// An operator fixes the cause (the `.dlq` topic, its permissions, its size limit).
+    pub held_partitions: Vec<HeldPartition>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -23,23 +37,35 @@ pub struct Liveness {
     pub status: bool,
 }
 
-/// Readiness: can events be published now?
+/// Readiness: can events be published now, and are the consumers keeping up?
 #[utoipa::path(
     get, path = "/api/events/health", tag = "health",
     responses(
-        (status = 200, description = "Kafka is reachable", body = Health),
-        (status = 503, description = "Kafka is unreachable or lacks the topics", body = Health),
+        (status = 200, description = "Kafka is reachable and the consumers are not stuck", body = Health),
+        (status = 503, description = "Kafka is unreachable or lacks the topics, or a consumer has held a partition for too long", body = Health),
     )
 )]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let kafka = state.kafka_status.borrow().clone();
-    let status = kafka.is_healthy();
+    let (held_partitions, held_too_long) = state.held.report(state.limits.dlq_max_hold);
+    let consumers = ConsumersHealth {
+        status: !held_too_long,
+        held_partitions,
+    };
+    let status = kafka.is_healthy() && consumers.status;
     let code = if status {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(Health { status, kafka }))
+    (
+        code,
+        Json(Health {
+            status,
+            kafka,
+            consumers,
+        }),
+    )
 }
 
 /// Liveness: is the process serving?

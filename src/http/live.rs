@@ -4,10 +4,13 @@
 //! filtered by `type` and `action`. Each SSE id is `<topic>-<partition>-<offset>`; a client that
 //! reconnects with `Last-Event-ID` gets the kept events after that one first (the last
 //! [`crate::live::LiveView`] keeps). A client that falls too far behind is dropped rather than
-//! slowing the consumers, and at most `STREAM_MAX_CLIENTS` streams are open at once.
+//! slowing the consumers, one that stops reading is disconnected by the write timeout (see
+//! [`super::server`]), and at most `STREAM_MAX_CLIENTS` streams are open at once,
+//! `STREAM_MAX_PER_CLIENT` of them per client.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -15,12 +18,13 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::{Stream, StreamExt, stream};
 use serde::Deserialize;
-use tokio::sync::Semaphore;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use utoipa::IntoParams;
 
 use super::AppState;
+use super::client::ClientKey;
 use super::error::{ApiError, ErrorBody};
 use crate::domain::EventType;
 use crate::live::{LiveEvent, LiveView, StatsSnapshot};
@@ -29,10 +33,73 @@ use crate::live::{LiveEvent, LiveView, StatsSnapshot};
 #[derive(Clone)]
 pub struct Live {
     pub view: Arc<LiveView>,
-    /// One permit per open stream.
-    pub stream_slots: Arc<Semaphore>,
+    /// The streams open now.
+    pub stream_slots: Arc<StreamSlots>,
     /// Cancelled at shutdown, which ends the open streams.
     pub closing: CancellationToken,
+}
+
+/// How many streams may be open: in all, and per client.
+pub struct StreamSlots {
+    total: Arc<Semaphore>,
+    per_client: Mutex<HashMap<ClientKey, usize>>,
+    max_per_client: usize,
+}
+
+impl StreamSlots {
+    pub fn new(max_total: usize, max_per_client: usize) -> Self {
+        Self {
+            total: Arc::new(Semaphore::new(max_total)),
+            per_client: Mutex::default(),
+            max_per_client,
+        }
+    }
+
+    /// A slot for one more stream of `client`, held until the stream ends.
+    fn take(self: &Arc<Self>, client: ClientKey) -> Result<StreamSlot, ApiError> {
+        let mut per_client = self
+            .per_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let open = per_client.entry(client.clone()).or_default();
+        if *open >= self.max_per_client {
+            return Err(ApiError::TooManyStreamsFromClient(self.max_per_client));
+        }
+        let total = self
+            .total
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::TooManyStreams)?;
+        *open += 1;
+        Ok(StreamSlot {
+            _total: total,
+            slots: self.clone(),
+            client,
+        })
+    }
+}
+
+/// One open stream's slot.
+struct StreamSlot {
+    _total: OwnedSemaphorePermit,
+    slots: Arc<StreamSlots>,
+    client: ClientKey,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut per_client = self
+            .slots
+            .per_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(open) = per_client.get_mut(&self.client) {
+            *open -= 1;
+            if *open == 0 {
+                per_client.remove(&self.client);
+            }
+        }
+    }
 }
 
 /// Which events a stream sends; each list is comma-separated, and absent means all.
@@ -99,21 +166,18 @@ impl Matcher {
     responses(
         (status = 200, description = "A stream of processed events", content_type = "text/event-stream", body = String),
         (status = 400, description = "An unknown type in the filter", body = ErrorBody),
+        (status = 429, description = "This client has as many streams open as one client may (`STREAM_MAX_PER_CLIENT`)", body = ErrorBody),
         (status = 503, description = "Too many streams are open; retry after `Retry-After`", body = ErrorBody),
     )
 )]
 pub async fn stream_events(
     State(state): State<AppState>,
+    client: ClientKey,
     Query(filter): Query<StreamFilter>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let matcher = Arc::new(Matcher::new(filter)?);
-    let permit = state
-        .live
-        .stream_slots
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::TooManyStreams)?;
+    let permit = state.live.stream_slots.take(client)?;
     let last_id = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok());

@@ -28,6 +28,7 @@ pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
     if let Some(queued) = state.publisher.queued() {
         metrics::producer_queue(queued);
     }
+    metrics::open_connections(super::server::open_connections());
     (
         [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
         metrics::install().render(),

@@ -1,13 +1,15 @@
 //! The HTTP edge: routes, the JSON extractors, the error type, the OpenAPI document, and the
 //! optional authentication and rate limiting in front of them.
 
+mod admission;
 pub mod auth;
+mod client;
 mod dashboard;
 mod error;
 mod events;
 mod extract;
 mod health;
-mod idempotency;
+pub mod idempotency;
 mod live;
 mod metrics;
 mod openapi;
@@ -29,19 +31,22 @@ use tokio::sync::watch;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::util::option_layer;
+use tower_http::catch_panic::CatchPanicLayer;
 
+pub use admission::InflightBytes;
 pub use auth::{Authenticator, Principal};
 pub use error::{ApiError, ErrorBody};
 pub use events::{BatchResponse, PublishResponse};
 pub use idempotency::IdempotencyStore;
-pub use live::Live;
+pub use live::{Live, StreamSlots};
 pub use openapi::ApiDoc;
 pub use rate_limit::RateLimit;
-pub use server::serve;
+pub use server::{Closed, Deadlines, ServerLimits, raise_open_file_limit, serve};
 
+use crate::consumer::HeldPartitions;
 use crate::kafka::topics::Topics;
 use crate::kafka::{EventPublisher, KafkaStatus};
-use extract::BodyLimit;
+use extract::JsonLimits;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -61,6 +66,10 @@ pub struct AppState {
     pub cloudevents_source: &'static str,
     /// The live view: the event stream and the statistics.
     pub live: Live,
+    /// The request bytes the publishing requests in progress may still take.
+    pub inflight: Arc<InflightBytes>,
+    /// The partitions the consumers hold, for health.
+    pub held: HeldPartitions,
 }
 
 /// The limits the router enforces.
@@ -71,12 +80,15 @@ pub struct Limits {
     /// Event requests served at once; more are answered 503 at once.
     pub concurrent_requests: usize,
     pub batch_max_events: usize,
+    /// How long a consumer may hold a partition before health turns 503.
+    pub dlq_max_hold: Duration,
 }
 
 /// The service's routes over `state`. A publishing request passes, outermost first: the metrics
 /// (so that they count every answer, those of the layers below included), the request's id and
-/// span, the timeout (408), authentication (401), the client's rate limit (429), load shedding
-/// (503), the `Idempotency-Key` check (a remembered answer, 409 or 422), the handler.
+/// span, the panic catcher (500), the timeout (408), authentication (401), the client's rate
+/// limit (429), admission by bytes and load shedding (503), the `Idempotency-Key` check (a
+/// remembered answer, 409 or 422), the handler.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits;
     // Once per process; until it is installed, metrics go nowhere.
@@ -105,8 +117,12 @@ pub fn router(state: AppState) -> Router {
                 // Global: axum applies a route layer to each route, and the limit is for all.
                 .layer(GlobalConcurrencyLimitLayer::new(limits.concurrent_requests)),
         )
+        .route_layer(middleware::from_fn_with_state(
+            state.inflight.clone(),
+            admission::admit,
+        ))
         // A later route layer wraps the earlier: a client over its limit is refused before it
-        // takes one of the slots that the concurrency limit shares among all clients.
+        // takes one of the slots (or bytes) that the limits share among all clients.
         .route_layer(option_layer(state.rate_limit.clone().map(|rate_limit| {
             middleware::from_fn_with_state(rate_limit, rate_limit::enforce)
         })));
@@ -151,10 +167,16 @@ pub fn router(state: AppState) -> Router {
                 }))
                 .timeout(limits.request_timeout),
         )
+        // A handler that panics is answered 500 like any failure (the connection and the
+        // process go on), and counted.
+        .layer(CatchPanicLayer::custom(error::panicked))
         // Outside the timeout, so that a 408 carries the request id and ends the span too.
         .layer(middleware::from_fn(request_context::request_context))
         .layer(DefaultBodyLimit::max(limits.body_bytes))
-        .layer(Extension(BodyLimit(limits.body_bytes)))
+        .layer(Extension(JsonLimits {
+            body_bytes: limits.body_bytes,
+            batch_items: limits.batch_max_events,
+        }))
         // Outermost. Like every layer of the router, it runs after routing, and so knows the
         // route the request matched.
         .layer(metrics::TrackLayer)

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use super::StatsContext;
+use super::topics::Topics;
 use crate::domain::Timestamp;
 
 /// What the last check found.
@@ -20,8 +21,12 @@ pub struct KafkaStatus {
     pub reachable: bool,
     /// How many brokers the cluster reported.
     pub brokers: usize,
-    /// The service's topics that the cluster does not have (yet).
+    /// The service's event topics that the cluster does not have (yet): events cannot be
+    /// published until it has them.
     pub missing_topics: Vec<String>,
+    /// The dead-letter topics the cluster does not have (yet). The service is ready without
+    /// them, but an unprocessable record then holds its partition until its topic exists.
+    pub missing_dead_letter_topics: Vec<String>,
     /// Why the last check failed, if it did.
     pub last_error: Option<String>,
     /// When the last check finished; absent before the first.
@@ -30,11 +35,12 @@ pub struct KafkaStatus {
 
 impl KafkaStatus {
     /// The state before any check: not known to be reachable.
-    pub fn unknown(topics: &[String]) -> Self {
+    pub fn unknown(topics: &Topics) -> Self {
         Self {
             reachable: false,
             brokers: 0,
-            missing_topics: topics.to_vec(),
+            missing_topics: topics.all().to_vec(),
+            missing_dead_letter_topics: topics.dead_letters(),
             last_error: Some("not checked yet".to_owned()),
             checked_at: None,
         }
@@ -49,7 +55,7 @@ impl KafkaStatus {
 /// Checks the cluster every `interval` until `stop` is cancelled, publishing each result.
 pub async fn run_checks(
     producer: FutureProducer<StatsContext>,
-    topics: Vec<String>,
+    topics: Topics,
     interval: Duration,
     status: watch::Sender<KafkaStatus>,
     stop: CancellationToken,
@@ -84,7 +90,7 @@ pub async fn run_checks(
 
 fn check(
     producer: &FutureProducer<StatsContext>,
-    topics: &[String],
+    topics: &Topics,
     timeout: Duration,
 ) -> KafkaStatus {
     // An idempotent producer that hit a fatal error (say, an out-of-order sequence) refuses
@@ -103,10 +109,12 @@ fn check(
                     .iter()
                     .any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
             };
+            let missing = |names: Vec<String>| names.into_iter().filter(|t| !present(t)).collect();
             KafkaStatus {
                 reachable: true,
                 brokers: metadata.brokers().len(),
-                missing_topics: topics.iter().filter(|t| !present(t)).cloned().collect(),
+                missing_topics: missing(topics.all().to_vec()),
+                missing_dead_letter_topics: missing(topics.dead_letters()),
                 last_error: None,
                 checked_at: Some(Timestamp::now()),
             }
@@ -115,7 +123,7 @@ fn check(
     }
 }
 
-fn failed(topics: &[String], error: String) -> KafkaStatus {
+fn failed(topics: &Topics, error: String) -> KafkaStatus {
     KafkaStatus {
         last_error: Some(error),
         checked_at: Some(Timestamp::now()),

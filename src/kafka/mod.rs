@@ -10,5 +10,5 @@ pub mod topics;
 
 pub use health::KafkaStatus;
 pub use producer::KafkaPublisher;
-pub use publisher::{Delivery, EventPublisher, OutgoingRecord, PublishError, headers};
+pub use publisher::{Delivery, EventPublisher, OutgoingRecord, PublishError, Rejection, headers};
 pub use stats::StatsContext;

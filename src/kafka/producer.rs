@@ -10,7 +10,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::client;
-use super::publisher::{Delivery, EventPublisher, OutgoingRecord, PublishError};
+use super::publisher::{Delivery, EventPublisher, OutgoingRecord, PublishError, Rejection};
 use super::stats::StatsContext;
 use crate::config::KafkaConfig;
 use crate::metrics;
@@ -97,11 +97,31 @@ impl KafkaPublisher {
     }
 
     fn classify(&self, error: KafkaError) -> PublishError {
+        use RDKafkaErrorCode as Code;
+        let rejected = |reason| PublishError::Rejected {
+            reason,
+            message: error.to_string(),
+        };
         match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::QueueFull) => PublishError::QueueFull,
-            Some(RDKafkaErrorCode::MessageTimedOut) => {
+            Some(Code::QueueFull) => PublishError::QueueFull,
+            Some(Code::MessageTimedOut) => {
                 PublishError::TimedOut(self.delivery_timeout.as_millis())
             }
+            Some(
+                Code::MessageSizeTooLarge | Code::MessageBatchTooLarge | Code::InvalidMessageSize,
+            ) => rejected(Rejection::TooLarge),
+            Some(Code::TopicAuthorizationFailed | Code::ClusterAuthorizationFailed) => {
+                rejected(Rejection::NotAuthorized)
+            }
+            Some(Code::UnknownTopicOrPartition | Code::UnknownTopic | Code::UnknownPartition) => {
+                rejected(Rejection::UnknownTopic)
+            }
+            Some(
+                Code::InvalidRecord
+                | Code::InvalidMessage
+                | Code::InvalidTopic
+                | Code::PolicyViolation,
+            ) => rejected(Rejection::Invalid),
             _ => PublishError::Failed(error.to_string()),
         }
     }

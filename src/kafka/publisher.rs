@@ -125,9 +125,33 @@ pub enum PublishError {
     /// been written, so the client should treat it as not stored and may retry.
     #[error("Kafka did not acknowledge the event within {0} ms")]
     TimedOut(u128),
-    /// The broker or the client refused the record.
+    /// The broker or the client refused the record for good: sending it again unchanged cannot
+    /// succeed until an operator changes something (its size, a permission, the topic).
+    #[error("Kafka refused the event: {message}")]
+    Rejected { reason: Rejection, message: String },
+    /// The broker or the client failed; a retry may succeed.
     #[error("Kafka refused the event: {0}")]
     Failed(String),
+}
+
+/// Why Kafka refused a record for good (Vector's Kafka sink tells these apart the same way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Larger than the client's or the topic's `message.max.bytes`.
+    TooLarge,
+    /// The service's principal may not write to the topic.
+    NotAuthorized,
+    /// The topic does not exist (and the broker will not create it).
+    UnknownTopic,
+    /// The broker found the record itself invalid (its key, say, for a compacted topic).
+    Invalid,
+}
+
+impl PublishError {
+    /// Whether sending the same record again may succeed without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, PublishError::Rejected { .. })
+    }
 }
 
 /// Publishes records and reports where they were stored.

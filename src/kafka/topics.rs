@@ -39,10 +39,18 @@ impl Topics {
         format!("{topic}.dlq")
     }
 
+    /// The dead-letter topics of the event topics.
+    pub fn dead_letters(&self) -> Vec<String> {
+        self.names.iter().map(|t| Self::dead_letter(t)).collect()
+    }
+
     /// Every topic the service needs: the event topics and their dead-letter topics.
     pub fn provisioned(&self) -> Vec<String> {
-        let dead_letters = self.names.iter().map(|t| Self::dead_letter(t));
-        self.names.iter().cloned().chain(dead_letters).collect()
+        self.names
+            .iter()
+            .cloned()
+            .chain(self.dead_letters())
+            .collect()
     }
 }
 

@@ -19,15 +19,21 @@ pub use stats::{OTHER, PaymentTotals, Stats, StatsSnapshot, TypeCounts};
 /// An event as the live view keeps and sends it.
 pub type LiveEvent = Arc<ProcessedEvent>;
 
+/// The most bytes the kept events may take: with the payloads bounded, a full buffer of the
+/// largest events fits a few times over in a container's memory.
+const MAX_RECENT_BYTES: usize = 8 * 1024 * 1024;
+
 pub struct LiveView {
     inner: Mutex<Inner>,
-    /// The latest events kept to resume a stream from.
+    /// The latest events kept to resume a stream from, at most (and at most
+    /// [`MAX_RECENT_BYTES`] of them).
     capacity: usize,
     broadcast: broadcast::Sender<LiveEvent>,
 }
 
 struct Inner {
     recent: VecDeque<LiveEvent>,
+    recent_bytes: usize,
     stats: Stats,
 }
 
@@ -38,6 +44,7 @@ impl LiveView {
         Self {
             inner: Mutex::new(Inner {
                 recent: VecDeque::with_capacity(recent),
+                recent_bytes: 0,
                 stats: Stats::new(unix_seconds()),
             }),
             capacity: recent,
@@ -55,10 +62,14 @@ impl LiveView {
             event.amount,
             unix_seconds(),
         );
-        if inner.recent.len() == self.capacity {
-            inner.recent.pop_front();
-        }
+        inner.recent_bytes += event.size();
         inner.recent.push_back(event.clone());
+        while inner.recent.len() > self.capacity || inner.recent_bytes > MAX_RECENT_BYTES {
+            let Some(oldest) = inner.recent.pop_front() else {
+                break;
+            };
+            inner.recent_bytes -= oldest.size();
+        }
         // Under the lock, so that a stream's replay and its live part neither overlap nor gap.
         if self.broadcast.receiver_count() > 0 {
             let _ = self.broadcast.send(event.clone());

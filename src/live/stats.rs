@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::EventType;
+use crate::domain::{Amount, EventType};
 
 /// The seconds the rate is kept for.
 const RATE_WINDOW_SECONDS: usize = 60;
@@ -102,7 +102,12 @@ impl Stats {
         if known == Some(EventType::Payment) {
             let totals = self.payments.entry(action).or_default();
             totals.count += 1;
-            totals.amount += amount.filter(|a| a.is_finite()).unwrap_or(0.0);
+            // Records written by other producers may hold any number: only a valid amount is
+            // summed, so that the sum stays finite (and JSON, which has no infinity, can say it).
+            let amount = amount
+                .filter(|a| (0.0..=Amount::MAX).contains(a))
+                .unwrap_or(0.0);
+            totals.amount = (totals.amount + amount).min(f64::MAX);
         }
         match self.per_second.back_mut() {
             Some((second, count)) if *second == now => *count += 1,
@@ -166,6 +171,27 @@ mod tests {
         assert_eq!(snapshot.payments["completed"].amount, 15.0);
         assert_eq!(snapshot.payments["refunded"].amount, 3.0);
         assert_eq!(snapshot.payments["failed"].count, 0);
+    }
+
+    #[test]
+    fn amounts_no_valid_payment_has_are_not_summed_so_the_sums_stay_finite() {
+        let mut stats = Stats::new(0);
+        for amount in [
+            f64::MAX,
+            f64::MAX,
+            1e308,
+            f64::INFINITY,
+            f64::NAN,
+            -5.0,
+            2.5,
+        ] {
+            stats.record("payment", "completed", Some(amount), 0);
+        }
+        let snapshot = stats.snapshot(0);
+        assert_eq!(snapshot.payments["completed"].count, 7);
+        assert_eq!(snapshot.payments["completed"].amount, 2.5);
+        let json = serde_json::to_value(&snapshot).unwrap();
+        assert_eq!(json["payments"]["completed"]["amount"], 2.5);
     }
 
     #[test]

@@ -13,15 +13,17 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use events_service::Config;
 use events_service::config::DEFAULT_CLOUDEVENTS_SOURCE;
+use events_service::consumer::HeldPartitions;
 use events_service::http::{
-    AppState, Authenticator, IdempotencyStore, Limits, Live, RateLimit, router,
+    AppState, Authenticator, IdempotencyStore, InflightBytes, Limits, Live, RateLimit, StreamSlots,
+    router,
 };
 use events_service::kafka::topics::Topics;
 use events_service::kafka::{Delivery, EventPublisher, KafkaStatus, OutgoingRecord, PublishError};
 use events_service::live::LiveView;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -32,6 +34,8 @@ pub enum Outcome {
     QueueFull,
     TimedOut,
     Hang,
+    /// The publisher panics, as a bug in a handler would.
+    Panic,
 }
 
 pub struct FakePublisher {
@@ -57,6 +61,7 @@ impl EventPublisher for FakePublisher {
             Outcome::QueueFull => Err(PublishError::QueueFull),
             Outcome::TimedOut => Err(PublishError::TimedOut(5000)),
             Outcome::Hang => std::future::pending().await,
+            Outcome::Panic => panic!("the fake publisher panics"),
         }
     }
 }
@@ -102,7 +107,7 @@ pub fn secured_app_with(
     });
     let topics = Arc::new(Topics::new(""));
     let live = Arc::new(LiveView::new(100, 16));
-    let (status, kafka_status) = watch::channel(KafkaStatus::unknown(topics.all()));
+    let (status, kafka_status) = watch::channel(KafkaStatus::unknown(&topics));
     let state = AppState {
         publisher: publisher.clone(),
         topics,
@@ -110,17 +115,15 @@ pub fn secured_app_with(
         limits,
         auth,
         rate_limit,
-        idempotency: Arc::new(IdempotencyStore::new(
-            Duration::from_secs(60),
-            1024 * 1024,
-            limits.body_bytes,
-        )),
+        idempotency: Arc::new(IdempotencyStore::new(Duration::from_secs(60), 1024 * 1024)),
         cloudevents_source: DEFAULT_CLOUDEVENTS_SOURCE,
         live: Live {
             view: live.clone(),
-            stream_slots: Arc::new(Semaphore::new(STREAM_SLOTS)),
+            stream_slots: Arc::new(StreamSlots::new(STREAM_SLOTS, STREAM_SLOTS + 1)),
             closing: CancellationToken::new(),
         },
+        inflight: Arc::new(InflightBytes::new(64 * 1024 * 1024, limits.body_bytes)),
+        held: HeldPartitions::default(),
     };
     TestApp {
         router: router(state),
@@ -135,6 +138,7 @@ pub const LIMITS: Limits = Limits {
     request_timeout: Duration::from_secs(5),
     concurrent_requests: 64,
     batch_max_events: 10,
+    dlq_max_hold: Duration::from_secs(60),
 };
 
 pub fn app(outcome: Outcome) -> TestApp {

@@ -214,6 +214,18 @@ impl ServiceProcess {
         self.lines.lock().unwrap().join("\n")
     }
 
+    /// The most memory the process has had resident so far (Linux's VmHWM), in MiB.
+    pub fn peak_resident_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the process has a status");
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("the status has VmHWM");
+        kib / 1024.0
+    }
+
     pub fn terminate(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -359,4 +371,66 @@ pub fn committed_offset(brokers: &str, group: &str, topic: &str, partition: i32)
         Offset::Offset(offset) => Some(offset),
         _ => None,
     }
+}
+
+/// A producer of records the service did not write (other producers' records, poison), allowed
+/// records up to 2 MB.
+pub fn foreign_producer(brokers: &str) -> rdkafka::producer::FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("message.max.bytes", "2000000")
+        .create()
+        .expect("the test producer is created")
+}
+
+/// Stores `value` under `key` on `topic`/`partition` and returns its offset.
+pub async fn produce_to(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    partition: i32,
+    key: &[u8],
+    value: &[u8],
+) -> i64 {
+    let record = rdkafka::producer::FutureRecord::to(topic)
+        .key(key)
+        .payload(value)
+        .partition(partition);
+    producer
+        .send(record, DEADLINE)
+        .await
+        .unwrap_or_else(|(error, _)| {
+            panic!("the record for {topic}/{partition} is stored: {error}")
+        })
+        .offset
+}
+
+/// Polls `check` every 50 ms until it returns something, which is returned; fails with `what`
+/// after the deadline.
+pub async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{what}: not within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The value of the metric line `series` (name and labels, exactly as rendered) at `address`.
+pub async fn metric(address: &str, series: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{address}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

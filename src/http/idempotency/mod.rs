@@ -1,0 +1,184 @@
+//! Idempotent retries: a POST with an `Idempotency-Key` header that repeats an earlier
+//! successful request (same key, same route, same body) within the window gets the earlier
+//! answer again, byte for byte, and publishes nothing; the same key with a different request is
+//! refused with 422, and while the first request is still running a repeat gets 409.
+//!
+//! How far the guarantee reaches: one service instance, for as long as it runs. Keys live in
+//! this process's memory, so a repeat that reaches another instance, or this one after a
+//! restart, publishes again. Only a 2xx answer is remembered: after a 4xx or 5xx the key is free
+//! and a retry is a new attempt (a 500 after a delivery timeout may still have been written by
+//! Kafka, so that retry can duplicate the event; consumers are at-least-once anyway). Keys are
+//! scoped to the caller: the authenticated principal, or the client's address when
+//! authentication is off; callers share the memory fairly ([`memory`]).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use utoipa::IntoParams;
+
+use super::client::ClientKey;
+use super::error::ApiError;
+use super::extract::JsonLimits;
+
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// Set on an answer that repeats a remembered one.
+pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+/// The longest key accepted.
+const MAX_KEY_LEN: usize = 255;
+
+/// The header, for the OpenAPI document.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Described, never constructed: the middleware reads the header itself.
+pub struct IdempotencyKeyHeader {
+    /// Makes retrying safe: a repeat of a successful request with the same key and body gets
+    /// the first answer again (header `Idempotent-Replayed: true`) and publishes nothing; the
+    /// same key with another request is a 422.
+    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
+    idempotency_key: Option<String>,
+}
+
+mod memory;
+
+use memory::Claim;
+pub use memory::MemoryStore as IdempotencyStore;
+
+/// A successful answer as it was sent.
+#[derive(Clone)]
+struct Remembered {
+    status: StatusCode,
+    content_type: Option<HeaderValue>,
+    body: Bytes,
+}
+
+enum Begin {
+    /// The key is new: the request runs, and its answer is remembered if it succeeds.
+    Fresh,
+    Replay(Remembered),
+    InProgress,
+    Mismatch,
+}
+
+/// Frees the key if the request ends without an answer to remember, including when its future
+/// is dropped (the client went away, or the request timed out).
+struct Pending<'a> {
+    store: &'a IdempotencyStore,
+    claim: Claim,
+    answer: Option<Remembered>,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.store
+            .finish(&self.claim, self.answer.take(), Instant::now());
+    }
+}
+
+/// How often answers older than the window are swept out of memory (those of a caller that
+/// comes back are dropped at once, on its next request).
+pub const EXPIRE_EVERY: Duration = Duration::from_secs(10);
+
+/// The middleware on the publishing routes.
+pub async fn idempotency(
+    State(store): State<Arc<IdempotencyStore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(key) = request.headers().get(&IDEMPOTENCY_KEY) else {
+        return next.run(request).await;
+    };
+    let key = match valid_key(key) {
+        Ok(key) => key.to_owned(),
+        Err(error) => return error.into_response(),
+    };
+    let caller = ClientKey::of(&request);
+    let limit = request
+        .extensions()
+        .get::<JsonLimits>()
+        .map_or(usize::MAX, |limit| limit.body_bytes);
+    let (parts, body) = request.into_parts();
+    let body = match to_bytes(body, limit).await {
+        Ok(body) => body,
+        Err(_) => return ApiError::PayloadTooLarge(limit).into_response(),
+    };
+    let fingerprint = fingerprint(parts.method.as_str(), parts.uri.path(), &body);
+    let claim = match store.begin(&caller, &key, fingerprint, Instant::now()) {
+        (Begin::Replay(answer), _) => return replay(answer),
+        (Begin::InProgress, _) => return ApiError::IdempotencyKeyInProgress.into_response(),
+        (Begin::Mismatch, _) => return ApiError::IdempotencyKeyReused.into_response(),
+        (Begin::Fresh, Some(claim)) => claim,
+        (Begin::Fresh, None) => return ApiError::Internal.into_response(),
+    };
+    let mut pending = Pending {
+        store: &store,
+        claim,
+        answer: None,
+    };
+    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    if !response.status().is_success() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // Our own handler's JSON, already in memory: reading it whole cannot fail or grow unbounded.
+    let Ok(body) = to_bytes(body, usize::MAX).await else {
+        return ApiError::Internal.into_response();
+    };
+    pending.answer = Some(Remembered {
+        status: parts.status,
+        content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+        body: body.clone(),
+    });
+    Response::from_parts(parts, Body::from(body))
+}
+
+fn valid_key(value: &HeaderValue) -> Result<&str, ApiError> {
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_KEY_LEN || !bytes.iter().all(u8::is_ascii_graphic) {
+        return Err(ApiError::BadRequest(format!(
+            "the Idempotency-Key header must be 1 to {MAX_KEY_LEN} visible ASCII characters"
+        )));
+    }
+    // Visible ASCII is valid UTF-8.
+    value.to_str().map_err(|_| ApiError::Internal)
+}
+
+/// What makes two requests "the same": the route and the exact body bytes.
+fn fingerprint(method: &str, path: &str, body: &[u8]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    for part in [method.as_bytes(), b" ", path.as_bytes(), b"\n", body] {
+        hash.update(part);
+    }
+    hash.finalize().into()
+}
+
+fn replay(answer: Remembered) -> Response {
+    let mut response = (answer.status, answer.body).into_response();
+    let headers = response.headers_mut();
+    if let Some(content_type) = answer.content_type {
+        headers.insert(header::CONTENT_TYPE, content_type);
+    }
+    headers.insert(REPLAYED, HeaderValue::from_static("true"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_must_be_visible_ascii() {
+        for bad in ["", "has space", &"x".repeat(256)] {
+            assert!(
+                valid_key(&HeaderValue::from_str(bad).unwrap()).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(valid_key(&HeaderValue::from_static("order-42_retry:1")).is_ok());
+    }
+}
