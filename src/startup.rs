@@ -78,8 +78,7 @@ impl Application {
         let server_limits = server_limits(&config);
         let held = HeldPartitions::default();
         let address = SocketAddr::new(config.http.host, config.http.port);
-        let listener = TcpListener::bind(address)
-            .await
+        let listener = http::listen(address)
             .with_context(|| format!("could not listen on {address} (check HOST and PORT)"))?;
 
         let health_check = tokio::spawn(health::run_checks(

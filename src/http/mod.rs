@@ -41,7 +41,7 @@ pub use idempotency::IdempotencyStore;
 pub use live::{Live, StreamSlots};
 pub use openapi::ApiDoc;
 pub use rate_limit::RateLimit;
-pub use server::{Closed, Deadlines, ServerLimits, raise_open_file_limit, serve};
+pub use server::{Closed, Deadlines, ServerLimits, listen, raise_open_file_limit, serve};
 
 use crate::consumer::HeldPartitions;
 use crate::kafka::topics::Topics;

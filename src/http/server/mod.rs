@@ -171,6 +171,24 @@ async fn serve_connection(
     }
 }
 
+/// Connections the kernel may complete before the service accepts them: a burst of clients
+/// (all reconnecting at once after a restart, say) beyond it would have their handshakes
+/// dropped. Linux caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `address` with a backlog for bursts of connections.
+pub fn listen(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std's and tokio's own bind do: a restarted service can listen at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Raises the soft limit on open files to the hard limit, and returns the limit in force.
 pub fn raise_open_file_limit() -> std::io::Result<u64> {
     let (soft, hard) = rlimit::Resource::NOFILE.get()?;
