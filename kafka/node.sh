@@ -6,10 +6,15 @@
 #   --node N   the node id in a 3-node cluster (1, 2 or 3); omit it for a single broker
 #   kill       SIGKILL the node and wait until it is gone
 #   start      relaunch the node from its server.properties on the data it had, and wait until
-#              its listener accepts connections (it may still be catching up on replication)
+#              its listener accepts connections (it may still be catching up on replication).
+#              With Kafka 2.x (ZooKeeper mode; ZooKeeper itself is never killed) it first waits
+#              until ZooKeeper has expired the killed broker's session (up to 18 s after the
+#              kill), as a broker restarted earlier would find its id taken and exit.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/zookeeper.sh
+. "$KAFKA_SCRIPTS/lib/zookeeper.sh"
 
 usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
 
@@ -25,6 +30,7 @@ done
 [[ -n $dir && -n $action ]] || usage
 [[ -f $dir/.kafka-run ]] || die "$dir was not created by kafka/start.sh"
 dir=$(cd "$dir" && pwd -P)
+kafka_use_dir "$dir"
 n=$dir${node:+/node-$node}
 [[ -f $n/server.properties ]] || die "no node in $n"
 
@@ -40,7 +46,14 @@ case $action in
     log "killed node ${node:-1} (pid $pid)" ;;
   start)
     ! node_pid "$n" >/dev/null || die "a broker already runs in $n"
-    port=$(sed -n 's/^listeners=PLAINTEXT:\/\/[^:]*:\([0-9]*\),.*/\1/p' "$n/server.properties")
+    port=$(sed -n 's/^listeners=PLAINTEXT:\/\/[^:]*:\([0-9]*\).*/\1/p' "$n/server.properties")
+    if [[ $KAFKA_MODE == zookeeper ]]; then
+      SECONDS=0
+      zookeeper_pid "$dir/zookeeper" >/dev/null || die "ZooKeeper in $dir/zookeeper is not running"
+      id=$(sed -n 's/^broker\.id=//p' "$n/server.properties")
+      wait_broker_session_gone "$dir/zookeeper" "$id" $((SECONDS + ${KAFKA_START_TIMEOUT:-60}))
+      ((SECONDS == 0)) || log "ZooKeeper expired broker $id's session after ${SECONDS}s"
+    fi
     launch_node "$n"
     pid=$(<"$n/kafka.pid")
     SECONDS=0

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Usage: kafka/stop.sh --dir DIR | --all
-# Stops the broker(s) that kafka/start.sh started in DIR (SIGTERM, then SIGKILL after 20 s)
-# and deletes DIR. --all does this for everything under kafka/.run and deletes kafka/.run.
+# Stops the broker(s) that kafka/start.sh started in DIR (SIGTERM, then SIGKILL after 20 s),
+# then their ZooKeeper (Kafka 2.x; the same way), and deletes DIR. --all does this for
+# everything under kafka/.run and deletes kafka/.run.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/zookeeper.sh
+. "$KAFKA_SCRIPTS/lib/zookeeper.sh"
 
 usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
 
@@ -24,36 +27,42 @@ case ${1-} in
   *) usage ;;
 esac
 
-pids=()
+# Brokers first: a Kafka 2.x broker's controlled shutdown needs its ZooKeeper.
+broker_pids=() zk_pids=()
 for d in "${dirs[@]}"; do
   d=$(cd "$d" && pwd -P)
   while IFS= read -r pidfile; do
-    pid=$(node_pid "$(dirname "$pidfile")") && pids+=("$pid")
+    pid=$(node_pid "$(dirname "$pidfile")") && broker_pids+=("$pid")
   done < <(find "$d" -maxdepth 2 -name kafka.pid)
+  pid=$(zookeeper_pid "$d/zookeeper") && zk_pids+=("$pid")
 done
 
 any_alive() {
   local p
-  for p in "${pids[@]}"; do alive "$p" && return 0; done
+  for p; do alive "$p" && return 0; done
   return 1
 }
-wait_gone() {  # wait_gone SECONDS
+wait_gone() {  # wait_gone SECONDS PID...
   local end=$((SECONDS + $1))
-  while any_alive; do
+  shift
+  while any_alive "$@"; do
     ((SECONDS < end)) || return 1
     sleep 0.2
   done
 }
-
-if ((${#pids[@]})); then
-  log "stopping pid(s) ${pids[*]}"
-  kill -TERM "${pids[@]}" 2>/dev/null || true
-  if ! wait_gone 20; then
+stop_pids() {  # stop_pids PID...
+  (($#)) || return 0
+  log "stopping pid(s) $*"
+  kill -TERM "$@" 2>/dev/null || true
+  if ! wait_gone 20 "$@"; then
     log "still running after 20s; sending SIGKILL"
-    kill -KILL "${pids[@]}" 2>/dev/null || true
-    wait_gone 5 || die "pid(s) ${pids[*]} survived SIGKILL"
+    kill -KILL "$@" 2>/dev/null || true
+    wait_gone 5 "$@" || die "pid(s) $* survived SIGKILL"
   fi
-fi
+}
+
+stop_pids "${broker_pids[@]}"
+stop_pids "${zk_pids[@]}"
 rm -rf "$remove"
 # Leaves no empty kafka/.run behind either; fails harmlessly while other runs live there.
 rmdir "$KAFKA_RUN" 2>/dev/null || true

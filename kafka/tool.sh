@@ -9,6 +9,10 @@
 #   org.apache.kafka.tools.ConsumerPerformance          (kafka-consumer-perf-test.sh)
 #   org.apache.kafka.tools.consumer.group.ConsumerGroupCommand (kafka-consumer-groups.sh)
 #   org.apache.kafka.tools.GetOffsetShell               (kafka-get-offsets.sh)
+# KAFKA_VERSION=2.7.0 runs Kafka 2.7's tools instead (e.g. against kafka/start.sh --kafka 2.7),
+# whose classes are mostly in core: kafka.admin.TopicCommand, kafka.tools.ConsoleProducer,
+# kafka.tools.ConsoleConsumer, kafka.admin.ConsumerGroupCommand, kafka.tools.GetOffsetShell,
+# kafka.admin.ConfigCommand; org.apache.kafka.tools.ProducerPerformance is there too.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
