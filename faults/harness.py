@@ -13,6 +13,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA = ROOT / "kafka"
 LISTENING = re.compile(r"Events Service listening on http://([\d.]+):(\d+)")
+# The variables the service reads (src/config/). None is inherited from the caller's
+# environment: a KAFKA_BROKERS, AUTH_* or RATE_LIMIT_* left set in a shell would otherwise change
+# what a scenario tests (a 401 or 429 is a failure here). Each scenario sets what it needs.
+SERVICE_VARIABLES = re.compile(
+    r"(HOST|PORT|SHUTDOWN_TIMEOUT_MS|(AUTH|KAFKA|RDKAFKA|HTTP|RATE_LIMIT|OTEL|IDEMPOTENCY|BATCH"
+    r"|STREAM|CLOUDEVENTS|LOG)_.*)")
 
 
 class Failure(Exception):
@@ -76,7 +82,9 @@ class Service:
         self.url = ""
 
     def start(self, healthy_within: float = 60.0) -> "Service":
-        env = {**os.environ, "HOST": "127.0.0.1", "PORT": "0", "LOG_LEVEL": "info", **self.env}
+        inherited = {k: v for k, v in os.environ.items() if not SERVICE_VARIABLES.fullmatch(k)}
+        # PORT 0: the kernel picks a free port, which the service's log line names.
+        env = {**inherited, "HOST": "127.0.0.1", "PORT": "0", "LOG_LEVEL": "info", **self.env}
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen([self.binary], env=env, stdout=out, stderr=subprocess.STDOUT)
 

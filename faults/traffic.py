@@ -3,39 +3,30 @@ monitor samples the service's health and memory while the load runs.
 
 Each worker owns one movie id (the record key) and sends its events one after another, so the
 order of a key's events in Kafka must be the order the worker sent them. Every event's title
-carries the run's tag and a sequence number, which is how the ledger recognises it when it reads
-the topic back, acknowledged or not."""
+carries the run's tag and a sequence number (ledger.marker), which is how the ledger recognises
+it when it reads the topic back, acknowledged or not. Nothing a worker gets back can stop it: an
+answer it cannot read is recorded as such, and anything it did not expect (a bug in this client)
+is recorded in `crashes`, naming the request and what came back, which fails the scenario."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 import time
+import traceback
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 
 import aiohttp
 
+from harness import Failure
+from ledger import EVENT_TYPE, Answer, marker
+
 # After a refused connection (the service is down), a worker pauses this long rather than spin.
 RECONNECT_PAUSE = 0.05
-
-
-@dataclass
-class Answer:
-    seq: int
-    key: int
-    sent: float  # time.monotonic()
-    done: float
-    status: int | None  # None: no HTTP answer at all (refused, reset, client timeout)
-    error: str = ""
-    topic: str = ""
-    partition: int = -1
-    offset: int = -1
-    id: str = ""
-
-    @property
-    def acked(self) -> bool:
-        return self.status == 201
 
 
 @dataclass
@@ -43,6 +34,19 @@ class Sample:
     at: float
     health: int | None
     rss_mib: float | None
+
+
+def take_body(answer: Answer, raw: bytes):
+    """Records what a 201's body says; a body that is not a 201's goes to `answer.problem`."""
+    if answer.status != 201:
+        return
+    try:
+        data = json.loads(raw)
+    except ValueError as error:
+        answer.problem = f"not JSON ({error})"
+        answer.body = raw[:300].decode(errors="replace")
+        return
+    answer.read_created(data)
 
 
 class Traffic:
@@ -58,23 +62,42 @@ class Traffic:
         self.rss = rss or (lambda: None)
         self.answers: list[Answer] = []
         self.samples: list[Sample] = []
+        self.crashes: list[str] = []  # what went wrong in this client, request by request
         self._seq = itertools.count()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._stopped = False
 
     def start(self) -> "Traffic":
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self._thread = threading.Thread(target=self._main, daemon=True)
         self._thread.start()
-        self._ready.wait(10)
+        if not self._ready.wait(10):
+            self.crashes.append("the load did not start within 10 s")
+            raise Failure(f"the load did not start: {'; '.join(self.crashes)}")
         return self
 
+    def _main(self):
+        try:
+            asyncio.run(self._run())
+        except BaseException as error:  # the loop itself failed: no request can be trusted
+            self.crashes.append(f"the load's event loop failed: {type(error).__name__}: {error}")
+        finally:
+            self._ready.set()
+
     def stop(self) -> list[Answer]:
-        self._loop.call_soon_threadsafe(self._stop.set)
+        if self._stopped:
+            return self.answers
+        self._stopped = True
+        if self._loop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:  # the loop has just ended on its own
+                pass
         self._thread.join(self.timeout + 10)
         if self._thread.is_alive():
-            raise RuntimeError("the load did not stop: a request outlived the client timeout")
+            raise Failure("the load did not stop: a request outlived the client timeout")
         return self.answers
 
     def acked_since(self, since: float) -> int:
@@ -91,23 +114,35 @@ class Traffic:
                      for w in range(self.workers)]
             tasks.append(asyncio.create_task(self._monitor(session)))
             await self._stop.wait()
-            await asyncio.gather(*tasks)
+            for task, result in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True)):
+                if isinstance(result, BaseException):
+                    self.crashes.append(f"{task.get_coro().__name__} ended with "
+                                        f"{type(result).__name__}: {result}")
 
     async def _worker(self, session: aiohttp.ClientSession, key: int):
         while not self._stop.is_set():
             seq = next(self._seq)
-            body = {"movie_id": key, "title": f"{self.tag}#{seq}", "action": "viewed"}
+            body = {"movie_id": key, "title": marker(self.tag, seq), "action": "viewed"}
             sent = time.monotonic()
-            answer = Answer(seq, key, sent, sent, None)
+            answer = Answer(seq, key, sent, sent, None, payload=body)
+            raw = b""
             try:
-                async with session.post(f"{self.url}/api/events/movie", json=body) as response:
-                    answer.status = response.status
-                    data = await response.json(content_type=None)
-                    if response.status == 201:
-                        answer.topic, answer.partition = data["topic"], data["partition"]
-                        answer.offset, answer.id = data["offset"], data["event"]["id"]
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
-                answer.error = type(error).__name__
+                try:
+                    async with session.post(f"{self.url}/api/events/{EVENT_TYPE}",
+                                            json=body) as response:
+                        answer.status = response.status
+                        raw = await response.read()
+                    take_body(answer, raw)
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
+                    answer.error = f"{type(error).__name__}: {error}"[:200]
+                    if answer.status is not None:  # the head came, the body did not
+                        answer.problem = f"its body could not be read ({answer.error})"
+            except Exception as error:  # a bug in this client: it fails the run, named
+                frame = traceback.extract_tb(error.__traceback__)[-1]
+                self.crashes.append(
+                    f"{answer.describe()}: {type(error).__name__}: {error} (body {raw[:200]!r}) "
+                    f"at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}")
+                answer.problem = answer.problem or f"the client failed on it: {error!r}"
             answer.done = time.monotonic()
             self.answers.append(answer)
             if answer.status is None and not self._stop.is_set():
@@ -120,10 +155,62 @@ class Traffic:
                 async with session.get(f"{self.url}/api/events/health",
                                        timeout=aiohttp.ClientTimeout(total=2)) as response:
                     health = response.status
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
                 pass
             self.samples.append(Sample(time.monotonic(), health, self.rss()))
             try:
                 await asyncio.wait_for(self._stop.wait(), 0.1)
             except asyncio.TimeoutError:
                 pass
+
+
+def post_batches(url: str, tag: str, events: int, batch: int = 1000, keys: int = 97,
+                 first_key: int = 1) -> tuple[list[Answer], list[str]]:
+    """Posts `events` movie events in batches of `batch`, one batch after another, and returns an
+    Answer per item (an item's status is 201 when its result says it was stored, else the
+    batch's status) and what went wrong in this client. Item n is request #n with key
+    first_key + n % keys, so a key's items are sent in the order of their sequence numbers."""
+    answers: list[Answer] = []
+    crashes: list[str] = []
+    for start in range(0, events, batch):
+        seqs = range(start, min(start + batch, events))
+        mine = [Answer(seq, first_key + seq % keys, 0.0, 0.0, None,
+                       payload={"movie_id": first_key + seq % keys, "title": marker(tag, seq),
+                                "action": "viewed"}) for seq in seqs]
+        items = [{"type": EVENT_TYPE, **a.payload} for a in mine]
+        request = urllib.request.Request(f"{url}/api/events/batch", json.dumps(items).encode(),
+                                         {"content-type": "application/json"})
+        sent = time.monotonic()
+        status, raw, error = None, b"", ""
+        try:
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    status, raw = response.status, response.read()
+            except urllib.error.HTTPError as answer:
+                status, raw = answer.code, answer.read()
+            except OSError as failure:
+                error = f"{type(failure).__name__}: {failure}"[:200]
+            done = time.monotonic()
+            results = None
+            if status is not None:
+                try:
+                    data = json.loads(raw)
+                    results = data.get("results") if isinstance(data, dict) else None
+                except ValueError:
+                    pass
+            for i, a in enumerate(mine):
+                a.sent, a.done, a.error = sent, done, error
+                a.status = status
+                result = results[i] if isinstance(results, list) and i < len(results) else None
+                if status == 201 or (isinstance(result, dict) and result.get("status") == "success"):
+                    a.status = 201
+                    if result is None:
+                        a.problem = f"the batch's answer has no result for item {i}"
+                        a.body = raw[:300].decode(errors="replace")
+                    else:
+                        a.read_created(result)
+        except Exception as failure:  # a bug in this client: it fails the run, named
+            crashes.append(f"batch of requests #{seqs[0]}..#{seqs[-1]} answered {status}: "
+                           f"{type(failure).__name__}: {failure} (body {raw[:200]!r})")
+        answers.extend(mine)
+    return answers, crashes
