@@ -7,13 +7,13 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use common::{LIMITS, Outcome, TestApp, app, app_from_vars};
+use common::{Outcome, TestRouter, app, app_from_vars};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 const KEY: &str = "dashboard-test-key-0123456789";
 
-async fn get(app: &TestApp, path: &str) -> (StatusCode, HeaderMap, String) {
+async fn get(app: &TestRouter, path: &str) -> (StatusCode, HeaderMap, String) {
     let response = app
         .router
         .clone()
@@ -146,7 +146,6 @@ async fn with_authentication_on_the_dashboard_needs_credentials_unless_its_route
         app_from_vars(
             &[("AUTH_API_KEYS", KEY), ("AUTH_OPEN_ROUTES", open)],
             Outcome::Stored,
-            LIMITS,
         )
     };
     let closed = secured("/api/events/health");

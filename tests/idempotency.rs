@@ -4,12 +4,11 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use common::{LIMITS, Outcome, TestApp, app, app_from_vars, movie, payment};
+use common::{Outcome, TestRouter, app, app_from_vars, movie, payment};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -21,7 +20,7 @@ fn keyed(path: &str, key: &str, body: &Value) -> Request<Body> {
         .unwrap()
 }
 
-async fn send(app: &TestApp, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
+async fn send(app: &TestRouter, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
     app.send(request).await
 }
 
@@ -82,7 +81,7 @@ async fn a_failed_request_frees_its_key_so_a_retry_publishes_again() {
         let (status, _, _) = send(&app, keyed("/api/events/movie", "retry-me", &movie())).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     }
-    assert_eq!(app.publisher.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(app.calls(), 2);
 }
 
 #[tokio::test]
@@ -105,7 +104,7 @@ async fn a_repeat_while_the_first_is_in_flight_is_a_409_with_retry_after() {
         })
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while app.publisher.calls.load(Ordering::SeqCst) == 0 {
+    while app.calls() == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the first never published"
@@ -153,7 +152,7 @@ async fn keys_that_are_not_visible_ascii_are_a_400() {
 async fn two_callers_using_the_same_key_do_not_meet() {
     let (first_key, second_key) = ("first-caller-key-0001", "second-caller-key-002");
     let keys = format!("{first_key},{second_key}");
-    let app = app_from_vars(&[("AUTH_API_KEYS", &keys)], Outcome::Stored, LIMITS);
+    let app = app_from_vars(&[("AUTH_API_KEYS", &keys)], Outcome::Stored);
     for api_key in [first_key, second_key] {
         let mut request = keyed("/api/events/movie", "shared", &movie());
         request

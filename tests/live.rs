@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use common::{Outcome, STREAM_SLOTS, TestApp, app};
-use events_service::consumer::ProcessedEvent;
+use common::{Outcome, STREAM_SLOTS, TestRouter, app};
+use events_service::domain::{EventAction, EventType, Timestamp};
+use events_service::live::ProcessedEvent;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -16,17 +17,23 @@ use tower::ServiceExt;
 
 const DEADLINE: Duration = Duration::from_secs(5);
 
+/// The event id of the event at `offset`.
+fn id(offset: i64) -> uuid::Uuid {
+    uuid::Uuid::from_u128(offset as u128)
+}
+
 fn processed(offset: i64, event_type: &str, action: &str, payload: &str) -> ProcessedEvent {
     let topic = format!("{event_type}-events");
+    let known = EventType::from_name(event_type);
     ProcessedEvent {
         topic,
         partition: 0,
         offset,
         key: Some("1".into()),
-        id: format!("id-{offset}"),
-        event_type: event_type.into(),
-        timestamp: "2026-01-01T00:00:00Z".into(),
-        action: action.into(),
+        id: id(offset),
+        event_type: known,
+        timestamp: serde_json::from_value::<Timestamp>("2026-01-01T00:00:00Z".into()).unwrap(),
+        action: known.and_then(|t| EventAction::parse(t, action)),
         payload: RawValue::from_string(payload.into()).unwrap(),
         amount: serde_json::from_str::<Value>(payload).unwrap()["amount"].as_f64(),
         truncated: false,
@@ -59,14 +66,14 @@ struct Stream {
 }
 
 impl Stream {
-    async fn open(app: &TestApp, query: &str, last_event_id: Option<&str>) -> Self {
+    async fn open(app: &TestRouter, query: &str, last_event_id: Option<&str>) -> Self {
         let (status, stream) = Self::try_open(app, query, last_event_id).await;
         assert_eq!(status, StatusCode::OK);
         stream.expect("a stream")
     }
 
     async fn try_open(
-        app: &TestApp,
+        app: &TestRouter,
         query: &str,
         last_event_id: Option<&str>,
     ) -> (StatusCode, Option<Self>) {
@@ -138,9 +145,9 @@ async fn the_stream_sends_each_processed_event_with_its_position_as_id() {
     app.live.report(movie(7, "viewed"));
     app.live.report(payment(8, "completed", 5.0));
 
-    let (id, event) = stream.next().await.unwrap();
-    assert_eq!(id, "movie-events-0-7");
-    assert_eq!(event["id"], "id-7");
+    let (stream_id, event) = stream.next().await.unwrap();
+    assert_eq!(stream_id, "movie-events-0-7");
+    assert_eq!(event["id"], id(7).to_string());
     assert_eq!(event["type"], "movie");
     assert_eq!(event["action"], "viewed");
     assert_eq!(event["payload"]["title"], "T");
@@ -158,12 +165,12 @@ async fn the_stream_filters_by_type_and_action() {
     app.live
         .report(processed(5, "user", "rated", r#"{"user_id":1}"#));
 
-    assert_eq!(stream.next().await.unwrap().1["id"], "id-3");
-    assert_eq!(stream.next().await.unwrap().1["id"], "id-4");
+    assert_eq!(stream.next().await.unwrap().1["id"], id(3).to_string());
+    assert_eq!(stream.next().await.unwrap().1["id"], id(4).to_string());
     app.live.report(movie(6, "rated"));
     assert_eq!(
         stream.next().await.unwrap().1["id"],
-        "id-6",
+        id(6).to_string(),
         "not the user event"
     );
 }

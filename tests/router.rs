@@ -3,13 +3,11 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use common::{LIMITS, Outcome, app, app_with, movie, payment, user};
-use events_service::http::Limits;
+use common::{CONCURRENT_REQUESTS, Outcome, app, app_from_vars, movie, payment, user};
 use events_service::kafka::KafkaStatus;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -37,21 +35,14 @@ async fn each_seed_example_is_published_and_answered_with_201() {
         assert!(chrono::DateTime::parse_from_rfc3339(event["timestamp"].as_str().unwrap()).is_ok());
 
         let record = app.published().pop().unwrap();
-        assert_eq!(record.topic, topic);
+        assert_eq!(&*record.topic, topic);
         assert_eq!(record.key.as_deref(), Some(key.as_bytes()));
         assert_eq!(
             serde_json::from_slice::<Value>(&record.value).unwrap(),
             *event
         );
-        let header = |name: &str| {
-            record
-                .headers
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-        };
-        assert_eq!(header("event-id").as_deref(), event["id"].as_str());
-        assert_eq!(header("event-type").as_deref(), Some(kind));
+        assert_eq!(record.header("event-id"), event["id"].as_str());
+        assert_eq!(record.header("event-type"), Some(kind));
     }
 }
 
@@ -135,13 +126,7 @@ async fn a_body_that_is_not_json_is_a_415() {
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_a_413() {
-    let app = app_with(
-        Outcome::Stored,
-        Limits {
-            body_bytes: 100,
-            ..LIMITS
-        },
-    );
+    let app = app_from_vars(&[("HTTP_BODY_LIMIT_BYTES", "100")], Outcome::Stored);
     let mut body = movie();
     body["description"] = json!("x".repeat(200));
     let (status, response) = app.post("/api/events/movie", body.to_string()).await;
@@ -207,16 +192,16 @@ async fn a_kafka_timeout_is_a_500_and_a_full_queue_a_503_with_retry_after() {
 
 #[tokio::test]
 async fn a_request_that_outlives_the_timeout_is_answered_408() {
-    let app = app_with(
+    let app = app_from_vars(
+        &[
+            ("KAFKA_DELIVERY_TIMEOUT_MS", "10"),
+            ("HTTP_REQUEST_TIMEOUT_MS", "1100"),
+        ],
         Outcome::Hang,
-        Limits {
-            request_timeout: Duration::from_millis(50),
-            ..LIMITS
-        },
     );
     let (status, body) = app.post("/api/events/movie", movie().to_string()).await;
     assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
-    assert_eq!(body["error"], "the request took longer than 50 ms");
+    assert_eq!(body["error"], "the request took longer than 1100 ms");
 }
 
 #[tokio::test]
@@ -240,6 +225,7 @@ async fn health_follows_the_background_check_and_liveness_does_not() {
         missing_dead_letter_topics: vec!["movie-events.dlq".into()],
         last_error: None,
         checked_at: None,
+        producer_fatal_errors: Default::default(),
     });
     let (status, _, body) = app.send(get("/api/events/health")).await;
     assert_eq!((status, &body["status"]), (StatusCode::OK, &json!(true)));
@@ -474,13 +460,7 @@ async fn a_batch_that_found_the_queue_full_is_a_503_with_retry_after() {
 
 #[tokio::test]
 async fn requests_beyond_the_concurrency_limit_are_shed_at_once_with_503_but_health_is_not() {
-    let app = app_with(
-        Outcome::Hang,
-        Limits {
-            concurrent_requests: 2,
-            ..LIMITS
-        },
-    );
+    let app = app_from_vars(&[("HTTP_MAX_CONCURRENT_REQUESTS", "2")], Outcome::Hang);
     let hanging: Vec<_> = (0..2)
         .map(|_| {
             let router = app.router.clone();
@@ -495,7 +475,7 @@ async fn requests_beyond_the_concurrency_limit_are_shed_at_once_with_503_but_hea
         .collect();
     // The two hanging requests hold both slots once the fake publisher has them.
     tokio::time::timeout(Duration::from_secs(5), async {
-        while app.publisher.calls.load(Ordering::SeqCst) < 2 {
+        while app.calls() < 2 {
             tokio::task::yield_now().await;
         }
     })
@@ -581,43 +561,21 @@ proptest::proptest! {
     }
 }
 
-/// The process's count of handlers that panicked, from `/metrics`. Only the test below makes a
-/// handler panic in this test binary, so the count moves by exactly its panics.
-async fn panics_counted() -> f64 {
-    let app = app(Outcome::Stored);
-    let response = app
-        .router
-        .clone()
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let bytes = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    String::from_utf8_lossy(&bytes)
-        .lines()
-        .find(|l| l.starts_with("events_service_http_panics_total "))
-        .map_or(0.0, |l| l.rsplit(' ').next().unwrap().parse().unwrap())
-}
-
 #[tokio::test]
 async fn a_handler_that_panics_is_answered_500_json_and_counted_and_the_service_goes_on() {
-    let before = panics_counted().await;
     let app = app(Outcome::Panic);
+    let panics = || app.metric("events_service_http_panics_total");
+    assert_eq!(panics(), Some(0.0));
     let (status, body) = app.post("/api/events/movie", movie().to_string()).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body, json!({"error": "internal error"}));
-    assert_eq!(panics_counted().await, before + 1.0);
+    assert_eq!(panics(), Some(1.0));
     // Its concurrency slot was given back: more panics than there are slots are all answered.
-    for _ in 0..LIMITS.concurrent_requests {
+    for _ in 0..CONCURRENT_REQUESTS {
         let (status, _) = app.post("/api/events/movie", movie().to_string()).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     }
-    assert_eq!(
-        panics_counted().await,
-        before + 1.0 + LIMITS.concurrent_requests as f64
-    );
+    assert_eq!(panics(), Some(1.0 + CONCURRENT_REQUESTS as f64));
     let live = Request::get("/api/events/health/live")
         .body(Body::empty())
         .unwrap();

@@ -4,13 +4,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use common::{LIMITS, Outcome, TestApp, app_from_vars, movie, payment, user};
+use common::{Outcome, TestRouter, app_from_vars, movie, payment, user};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -33,8 +32,8 @@ const INVALID: &str = "invalid credentials";
 const EXPIRED: &str = "invalid credentials: the token has expired";
 
 /// The app as the service would build it from `vars`, over an in-memory publisher.
-fn secured(vars: &[(&str, &str)]) -> TestApp {
-    app_from_vars(vars, Outcome::Stored, LIMITS)
+fn secured(vars: &[(&str, &str)]) -> TestRouter {
+    app_from_vars(vars, Outcome::Stored)
 }
 
 /// What a request carries to prove who sent it.
@@ -134,7 +133,7 @@ async fn without_credentials_a_publishing_request_is_a_401_and_nothing_is_publis
         let answer = app.send(post(path, &body, Credentials::None)).await;
         assert_unauthorized(&answer, MISSING_EITHER, path);
     }
-    assert_eq!(app.publisher.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(app.calls(), 0);
 }
 
 #[tokio::test]

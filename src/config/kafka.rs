@@ -56,6 +56,11 @@ pub struct KafkaConfig {
     pub consumer_options: LibrdkafkaOptions,
 }
 
+/// How much longer than the delivery timeout (librdkafka's `message.timeout.ms`) a request waits
+/// for the delivery report, in case the report itself is late; the request timeout must leave
+/// room for both.
+pub const DELIVERY_REPORT_GRACE: Duration = Duration::from_secs(1);
+
 /// librdkafka properties by name, from `RDKAFKA_*` variables. Their `Debug` hides the values of
 /// credentials (`sasl.password` and the like), as librdkafka's own configuration dump does.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -122,7 +127,7 @@ pub(super) fn cloudevents_source(env: &Env) -> anyhow::Result<String> {
 }
 
 /// The longest `KAFKA_STATISTICS_INTERVAL_MS`: a gauge not refreshed for
-/// [`STALE_GAUGES_AFTER`](crate::metrics::STALE_GAUGES_AFTER) is dropped, so at least two reports
+/// the metrics registry's `STALE_GAUGES_AFTER` (60 s) is dropped, so at least two reports
 /// must fit in that time.
 pub const MAX_STATISTICS_INTERVAL: Duration = Duration::from_secs(30);
 

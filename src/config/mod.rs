@@ -18,7 +18,8 @@ use anyhow::bail;
 
 use env::Env;
 pub use kafka::{
-    DEFAULT_CLOUDEVENTS_SOURCE, KafkaConfig, LibrdkafkaOptions, MAX_STATISTICS_INTERVAL,
+    DEFAULT_CLOUDEVENTS_SOURCE, DELIVERY_REPORT_GRACE, KafkaConfig, LibrdkafkaOptions,
+    MAX_STATISTICS_INTERVAL,
 };
 use kafka::{cloudevents_source, rdkafka_options, statistics_interval};
 pub use security::{
@@ -235,9 +236,6 @@ fn otlp_endpoint(env: &Env) -> anyhow::Result<Option<String>> {
     }
     Ok(endpoint.map(|e| e.trim_end_matches('/').to_owned()))
 }
-
-/// How much longer than the delivery timeout a request waits for the delivery report.
-pub const DELIVERY_REPORT_GRACE: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {

@@ -4,19 +4,16 @@
 //! the record was. A consumer never moves past such a record before the dead-letter topic has it
 //! (see [`super::hold`]).
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
-
 use rdkafka::Message;
-use rdkafka::message::Headers;
 
 use super::ProcessError;
+use super::metrics::ConsumerMetrics;
 use crate::kafka::topics::Topics;
-use crate::kafka::{Delivery, EventPublisher, OutgoingRecord, PublishError, Rejection};
+use crate::kafka::{Delivery, OutgoingRecord, PublishError, Publisher, Rejection, headers};
 use crate::telemetry::untrusted;
 
 /// The header names of a dead-lettered record (README, Kafka).
-mod headers {
+mod letter_headers {
     pub const ERROR: &str = "dlq-error";
     pub const SOURCE_TOPIC: &str = "dlq-source-topic";
     pub const SOURCE_PARTITION: &str = "dlq-source-partition";
@@ -34,7 +31,7 @@ const TRUNCATED_HEADER_BYTES: usize = 16 * 1024;
 
 #[derive(Clone)]
 pub struct DeadLetters {
-    publisher: Arc<dyn EventPublisher>,
+    publisher: Publisher,
 }
 
 /// A dead letter ready to be written, and where it comes from.
@@ -49,7 +46,7 @@ pub struct Letter {
 }
 
 impl DeadLetters {
-    pub fn new(publisher: Arc<dyn EventPublisher>) -> Self {
+    pub fn new(publisher: Publisher) -> Self {
         Self { publisher }
     }
 
@@ -62,7 +59,7 @@ impl DeadLetters {
             record.partition(),
             record.offset()
         );
-        let copied_headers = original_headers(record).unwrap_or_else(|| {
+        let copied_headers = headers::copied(record).unwrap_or_else(|_| {
             tracing::warn!(
                 "[CONSUMER] A header name of the unprocessable record at {origin} is not UTF-8; its dead letter goes without the record's headers"
             );
@@ -70,17 +67,23 @@ impl DeadLetters {
         });
         Letter {
             record: OutgoingRecord {
-                topic: Topics::dead_letter(record.topic()),
+                topic: Topics::dead_letter(record.topic()).into(),
                 key: record.key().map(<[u8]>::to_vec),
                 value: record.payload().unwrap_or_default().to_vec(),
                 headers: vec![
-                    (headers::ERROR, error.to_string().into()),
-                    (headers::SOURCE_TOPIC, record.topic().to_owned().into()),
+                    (letter_headers::ERROR, error.to_string().into()),
                     (
-                        headers::SOURCE_PARTITION,
+                        letter_headers::SOURCE_TOPIC,
+                        record.topic().to_owned().into(),
+                    ),
+                    (
+                        letter_headers::SOURCE_PARTITION,
                         record.partition().to_string().into(),
                     ),
-                    (headers::SOURCE_OFFSET, record.offset().to_string().into()),
+                    (
+                        letter_headers::SOURCE_OFFSET,
+                        record.offset().to_string().into(),
+                    ),
                 ],
                 copied_headers,
             },
@@ -92,7 +95,11 @@ impl DeadLetters {
 
     /// Writes `letter` once. A letter Kafka refuses as too large is written again at once, cut
     /// short; any other failure is the caller's to retry (or to report, when it is for good).
-    pub async fn write(&self, letter: &mut Letter) -> Result<Delivery, PublishError> {
+    pub async fn write(
+        &self,
+        letter: &mut Letter,
+        metrics: &ConsumerMetrics,
+    ) -> Result<Delivery, PublishError> {
         let result = match self.publisher.publish(letter.record.clone()).await {
             Err(PublishError::Rejected {
                 reason: Rejection::TooLarge,
@@ -104,7 +111,7 @@ impl DeadLetters {
             other => other,
         };
         if let Ok(stored) = &result {
-            crate::metrics::dead_lettered(&letter.source_topic, letter.truncated);
+            metrics.dead_lettered(letter.truncated);
             tracing::warn!(
                 "[CONSUMER] Unprocessable record at {} sent to {} (partition {}, offset {}){}: {}",
                 letter.origin,
@@ -112,7 +119,12 @@ impl DeadLetters {
                 stored.partition,
                 stored.offset,
                 if letter.truncated { ", cut short" } else { "" },
-                untrusted(&header(&letter.record, headers::ERROR)),
+                untrusted(
+                    letter
+                        .record
+                        .header(letter_headers::ERROR)
+                        .unwrap_or_default()
+                ),
             );
         }
         result
@@ -139,7 +151,7 @@ impl Letter {
             short.copied_headers.clear();
         }
         short.headers.push((
-            headers::TRUNCATED,
+            letter_headers::TRUNCATED,
             format!(
                 "cut to {} of {} value bytes{}: {kafka_error}",
                 short.value.len(),
@@ -153,7 +165,7 @@ impl Letter {
             .into(),
         ));
         short.headers.push((
-            headers::ORIGINAL_SIZE,
+            letter_headers::ORIGINAL_SIZE,
             format!(
                 "value={} key={} headers={header_bytes}",
                 record.value.len(),
@@ -168,31 +180,6 @@ impl Letter {
             truncated: true,
         }
     }
-}
-
-fn header(record: &OutgoingRecord, name: &str) -> String {
-    record
-        .headers
-        .iter()
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-        .unwrap_or_default()
-}
-
-/// `record`'s headers, in order, names and values as they are. None when a name is not UTF-8:
-/// any producer can write one, and rdkafka's header accessor panics on it, which must not stop
-/// the consumer.
-fn original_headers(record: &impl Message) -> Option<Vec<(String, Option<Vec<u8>>)>> {
-    let Some(headers) = record.headers() else {
-        return Some(Vec::new());
-    };
-    catch_unwind(AssertUnwindSafe(|| {
-        headers
-            .iter()
-            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-            .collect()
-    }))
-    .ok()
 }
 
 #[cfg(test)]
@@ -220,16 +207,17 @@ mod tests {
             short.record.key.as_ref().unwrap().len(),
             TRUNCATED_KEY_BYTES
         );
-        assert_eq!(short.record.topic, "movie-events.dlq");
-        assert_eq!(header(&short.record, headers::SOURCE_TOPIC), "movie-events");
-        assert_eq!(header(&short.record, headers::SOURCE_PARTITION), "2");
-        assert_eq!(header(&short.record, headers::SOURCE_OFFSET), "7");
+        assert_eq!(&*short.record.topic, "movie-events.dlq");
+        let header = |name| short.record.header(name).unwrap_or_default();
+        assert_eq!(header(letter_headers::SOURCE_TOPIC), "movie-events");
+        assert_eq!(header(letter_headers::SOURCE_PARTITION), "2");
+        assert_eq!(header(letter_headers::SOURCE_OFFSET), "7");
         assert_eq!(
-            header(&short.record, headers::ORIGINAL_SIZE),
+            header(letter_headers::ORIGINAL_SIZE),
             "value=1000000 key=5000 headers=0"
         );
         assert!(
-            header(&short.record, headers::TRUNCATED)
+            header(letter_headers::TRUNCATED)
                 .starts_with("cut to 65536 of 1000000 value bytes: Broker: Message size too large")
         );
     }

@@ -10,7 +10,7 @@
 //! for `KAFKA_DLQ_MAX_HOLD_MS` health turns 503 so that an operator is paged.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -24,8 +24,10 @@ use utoipa::ToSchema;
 
 use super::ProcessError;
 use super::dead_letter::{DeadLetters, Letter};
+use super::metrics::ConsumerMetrics;
 use crate::domain::Timestamp;
 use crate::kafka::{Delivery, PublishError};
+use crate::support::{Backoff, lock};
 
 /// The first pause after a failed attempt, and the longest while Kafka fails; while it refuses
 /// for good an operator has to act, and a try every [`REFUSED_RETRY`] is enough.
@@ -55,30 +57,28 @@ pub struct HeldPartitions(Arc<Mutex<BTreeMap<(String, i32), HeldPartition>>>);
 impl HeldPartitions {
     /// The partitions held now, and whether one has been held for longer than `max_hold`.
     pub fn report(&self, max_hold: Duration) -> (Vec<HeldPartition>, bool) {
-        let held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = lock(&self.0);
         let too_long = held.values().any(|h| h.held_at.elapsed() > max_hold);
         (held.values().cloned().collect(), too_long)
     }
 
-    fn set(&self, held: HeldPartition) {
+    fn set(&self, held: HeldPartition) -> usize {
         let topic = held.topic.clone();
-        let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut all = lock(&self.0);
         all.insert((topic.clone(), held.partition), held);
-        count(&all, &topic);
+        count(&all, &topic)
     }
 
-    fn clear(&self, topic: &str, partition: i32) {
-        let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if all.remove(&(topic.to_owned(), partition)).is_some() {
-            count(&all, topic);
-        }
+    fn clear(&self, topic: &str, partition: i32) -> Option<usize> {
+        let mut all = lock(&self.0);
+        all.remove(&(topic.to_owned(), partition))?;
+        Some(count(&all, topic))
     }
 }
 
-/// Sets the held-partitions gauge of `topic`.
-fn count(all: &BTreeMap<(String, i32), HeldPartition>, topic: &str) {
-    let held = all.keys().filter(|(t, _)| t == topic).count();
-    crate::metrics::held_partitions(topic, held);
+/// How many partitions of `topic` are held.
+fn count(all: &BTreeMap<(String, i32), HeldPartition>, topic: &str) -> usize {
+    all.keys().filter(|(t, _)| t == topic).count()
 }
 
 /// One consumer's held partitions.
@@ -87,6 +87,7 @@ pub struct Holds {
     held: HashMap<i32, Hold>,
     report: HeldPartitions,
     dead_letters: DeadLetters,
+    metrics: Arc<ConsumerMetrics>,
     runtime: Handle,
 }
 
@@ -95,7 +96,7 @@ struct Hold {
     letter: Letter,
     attempt: Option<JoinHandle<(Letter, Result<Delivery, PublishError>)>>,
     next_try: Instant,
-    backoff: Duration,
+    backoff: Backoff,
     report: HeldPartition,
 }
 
@@ -104,6 +105,7 @@ impl Holds {
         topic: &str,
         report: HeldPartitions,
         dead_letters: DeadLetters,
+        metrics: Arc<ConsumerMetrics>,
         runtime: Handle,
     ) -> Self {
         Self {
@@ -111,6 +113,7 @@ impl Holds {
             held: HashMap::new(),
             report,
             dead_letters,
+            metrics,
             runtime,
         }
     }
@@ -149,10 +152,10 @@ impl Holds {
             letter,
             attempt: None,
             next_try: Instant::now(),
-            backoff: FIRST_RETRY,
+            backoff: Backoff::new(FIRST_RETRY, MAX_RETRY),
             report,
         };
-        hold.start(&self.dead_letters, &self.runtime);
+        hold.start(&self.dead_letters, &self.metrics, &self.runtime);
         self.held.insert(partition, hold);
     }
 
@@ -171,11 +174,12 @@ impl Holds {
                     Ok((_, Ok(_))) => released.push(*partition),
                     Ok((letter, Err(error))) => {
                         hold.letter = letter;
-                        hold.failed(&error, &self.report);
+                        hold.failed(&error, &self.report, &self.metrics);
                     }
                     Err(join_error) => hold.failed(
                         &PublishError::Failed(format!("the attempt failed: {join_error}")),
                         &self.report,
+                        &self.metrics,
                     ),
                 }
             }
@@ -183,7 +187,7 @@ impl Holds {
                 && !released.contains(partition)
                 && Instant::now() >= hold.next_try
             {
-                hold.start(&self.dead_letters, &self.runtime);
+                hold.start(&self.dead_letters, &self.metrics, &self.runtime);
             }
         }
         for partition in released {
@@ -196,7 +200,9 @@ impl Holds {
                 tracing::warn!("[CONSUMER] Could not store offset: {error}");
             }
             resume(consumer, &self.topic, partition, hold.record.offset() + 1);
-            self.report.clear(&self.topic, partition);
+            if let Some(held) = self.report.clear(&self.topic, partition) {
+                self.metrics.held(held);
+            }
         }
     }
 
@@ -212,7 +218,9 @@ impl Holds {
             list.add_partition(&self.topic, partition);
             // Resuming a partition no longer assigned is refused, and harmless.
             let _ = consumer.resume(&list);
-            self.report.clear(&self.topic, partition);
+            if let Some(held) = self.report.clear(&self.topic, partition) {
+                self.metrics.held(held);
+            }
         }
     }
 }
@@ -230,25 +238,27 @@ impl Drop for Holds {
 }
 
 impl Hold {
-    fn start(&mut self, dead_letters: &DeadLetters, runtime: &Handle) {
-        let (dead_letters, mut letter) = (dead_letters.clone(), self.letter.clone());
+    fn start(
+        &mut self,
+        dead_letters: &DeadLetters,
+        metrics: &Arc<ConsumerMetrics>,
+        runtime: &Handle,
+    ) {
+        let (dead_letters, metrics) = (dead_letters.clone(), metrics.clone());
+        let mut letter = self.letter.clone();
         self.attempt = Some(runtime.spawn(async move {
-            let result = dead_letters.write(&mut letter).await;
+            let result = dead_letters.write(&mut letter, &metrics).await;
             (letter, result)
         }));
     }
 
-    fn failed(&mut self, error: &PublishError, report: &HeldPartitions) {
+    fn failed(&mut self, error: &PublishError, report: &HeldPartitions, metrics: &ConsumerMetrics) {
         let retryable = error.is_retryable();
-        let wait = if retryable {
-            self.backoff
-        } else {
-            REFUSED_RETRY
-        };
+        let wait = self.backoff.advance();
+        let wait = if retryable { wait } else { REFUSED_RETRY };
         self.next_try = Instant::now() + wait;
-        self.backoff = (self.backoff * 2).min(MAX_RETRY);
         self.report.reason = error.to_string();
-        report.set(self.report.clone());
+        metrics.held(report.set(self.report.clone()));
         tracing::error!(
             "[CONSUMER] Could not write the unprocessable record at {} to {}, holding the partition and retrying in {wait:?}{}: {error}",
             self.letter.origin,

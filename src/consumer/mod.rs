@@ -9,13 +9,16 @@
 
 mod dead_letter;
 mod hold;
+mod metrics;
 mod processor;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::Message;
+use rdkafka::Statistics;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::types::RDKafkaErrorCode;
@@ -23,12 +26,13 @@ use tokio_util::sync::CancellationToken;
 
 pub use dead_letter::DeadLetters;
 pub use hold::{HeldPartition, HeldPartitions};
-pub use processor::{ProcessError, ProcessedEvent, Processor};
+pub use processor::{ProcessError, Processor};
 
 use crate::config::KafkaConfig;
 use crate::kafka::{StatsContext, client};
-use crate::metrics;
+use crate::telemetry::Metrics;
 use hold::Holds;
+use metrics::ConsumerMetrics;
 
 /// How often a consumer thread looks up from polling to see whether it should stop.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -42,8 +46,8 @@ pub struct GroupContext {
 }
 
 impl ClientContext for GroupContext {
-    fn stats_raw(&self, statistics: &[u8]) {
-        self.stats.stats_raw(statistics);
+    fn stats(&self, statistics: Statistics) {
+        self.stats.stats(statistics);
     }
 }
 
@@ -57,15 +61,18 @@ impl ConsumerContext for GroupContext {
 
 /// One consumer per topic, created (so that a bad configuration stops start-up) but not yet
 /// subscribed: they join the group once the topics exist.
-pub struct Consumers(Vec<(String, BaseConsumer<GroupContext>)>);
+pub struct Consumers {
+    consumers: Vec<(String, BaseConsumer<GroupContext>)>,
+    metrics: Metrics,
+}
 
 impl Consumers {
-    pub fn new(kafka: &KafkaConfig, topics: &[String]) -> anyhow::Result<Self> {
-        topics
+    pub fn new(kafka: &KafkaConfig, topics: &[String], metrics: &Metrics) -> anyhow::Result<Self> {
+        let consumers = topics
             .iter()
             .map(|topic| {
                 let context = GroupContext {
-                    stats: StatsContext::consumer(topic),
+                    stats: StatsContext::consumer(topic, metrics),
                     revoked: AtomicBool::new(false),
                 };
                 let consumer = client::consumer(kafka)
@@ -75,8 +82,11 @@ impl Consumers {
                     )?;
                 Ok((topic.clone(), consumer))
             })
-            .collect::<anyhow::Result<_>>()
-            .map(Consumers)
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            consumers,
+            metrics: metrics.clone(),
+        })
     }
 
     /// Subscribes each consumer to its topic and runs them all until `stop` is cancelled; each
@@ -90,17 +100,19 @@ impl Consumers {
         stop: CancellationToken,
     ) -> anyhow::Result<()> {
         let runtime = tokio::runtime::Handle::current();
-        let mut running = Vec::with_capacity(self.0.len());
-        for (topic, consumer) in self.0 {
+        let mut running = Vec::with_capacity(self.consumers.len());
+        for (topic, consumer) in self.consumers {
             consumer
                 .subscribe(&[&topic])
                 .with_context(|| format!("could not subscribe to {topic}"))?;
             tracing::info!("[CONSUMER] Started consumer for topic {topic}");
             let processor = processor.clone();
-            let holds = Holds::new(&topic, held.clone(), dead_letters.clone(), runtime.clone());
+            let metrics = Arc::new(ConsumerMetrics::new(&self.metrics, &topic));
+            let (held, dead_letters) = (held.clone(), dead_letters.clone());
+            let holds = Holds::new(&topic, held, dead_letters, metrics.clone(), runtime.clone());
             let stop = stop.clone();
             running.push(tokio::task::spawn_blocking(move || {
-                consume(&consumer, &processor, holds, &stop);
+                consume(&consumer, &processor, holds, &metrics, &stop);
                 commit_and_close(consumer);
             }));
         }
@@ -117,6 +129,7 @@ fn consume(
     consumer: &BaseConsumer<GroupContext>,
     processor: &Processor,
     mut holds: Holds,
+    metrics: &ConsumerMetrics,
     stop: &CancellationToken,
 ) {
     while !stop.is_cancelled() {
@@ -135,10 +148,10 @@ fn consume(
             // Fetched before its partition was paused: it comes again once the hold ends.
             Some(Ok(record)) if holds.holds(record.partition()) => {}
             Some(Ok(record)) => {
-                let _span = crate::trace::process_span(&record).entered();
+                let _span = crate::kafka::trace::process_span(&record).entered();
                 match processor.process(&record) {
                     Ok(event) => {
-                        metrics::event_processed(&event.topic, &event.event_type);
+                        metrics.processed(event.event_type);
                         if let Err(error) = consumer.store_offset_from_message(&record) {
                             tracing::warn!("[CONSUMER] Could not store offset: {error}");
                         }

@@ -5,76 +5,23 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use rdkafka::Message;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
+use uuid::Uuid;
 
-use crate::live::{LiveEvent, LiveView};
+use crate::domain::{EventAction, EventType, Timestamp};
+use crate::live::{LiveEvent, LiveView, MAX_KEY_BYTES, ProcessedEvent, bounded_payload, prefix};
 use crate::telemetry::untrusted;
 
-/// The most bytes of a payload an event of the live view keeps; a larger one is kept cut short
-/// and marked so (records written by other producers may hold megabytes).
-pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024;
-/// What is kept of a payload cut short, as a JSON string.
-const PAYLOAD_PREVIEW_BYTES: usize = 1024;
-/// The most bytes kept of each of an event's strings (key, id, type, timestamp, action).
-const MAX_FIELD_BYTES: usize = 256;
-
-/// An event the consumers have processed, with where it was read from. Every part is bounded in
-/// size, whoever wrote the record.
-#[derive(Debug, Clone, Serialize)]
-pub struct ProcessedEvent {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<String>,
-    pub id: String,
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub timestamp: String,
-    /// The payload's `action`, or a payment's `status`; empty when it has neither.
-    pub action: String,
-    /// The event's payload as stored, unparsed (processing does not need its fields); when it
-    /// was larger than [`MAX_PAYLOAD_BYTES`], a JSON string with its first bytes.
-    pub payload: Box<RawValue>,
-    /// Present, and true, when `payload` is cut short.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub truncated: bool,
-    /// The payload's size in bytes, when it is cut short.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payload_bytes: Option<usize>,
-    /// A payment's amount, for the statistics.
-    #[serde(skip)]
-    pub amount: Option<f64>,
-}
-
-impl ProcessedEvent {
-    /// Where it was read from, `<topic>-<partition>-<offset>`: its id in the event stream.
-    pub fn stream_id(&self) -> String {
-        format!("{}-{}-{}", self.topic, self.partition, self.offset)
-    }
-
-    /// About how many bytes the event takes in memory.
-    pub fn size(&self) -> usize {
-        self.topic.len()
-            + self.key.as_ref().map_or(0, String::len)
-            + self.id.len()
-            + self.event_type.len()
-            + self.timestamp.len()
-            + self.action.len()
-            + self.payload.get().len()
-            + std::mem::size_of::<Self>()
-    }
-}
-
-/// The part of a record's value the processing needs, borrowed from the record.
+/// The part of a record's value the processing needs: the service's envelope (README, "Kafka").
+/// Its type and the payload's action are read as strings first, so that ones this version does
+/// not know are counted as `other` rather than refused: a newer producer may write them.
 #[derive(Deserialize)]
 struct Envelope<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
+    id: Uuid,
     #[serde(rename = "type", borrow)]
     event_type: Cow<'a, str>,
-    #[serde(borrow)]
-    timestamp: Cow<'a, str>,
+    timestamp: Timestamp,
     #[serde(borrow)]
     payload: &'a RawValue,
 }
@@ -118,26 +65,32 @@ impl Processor {
             record.offset(),
             untrusted(key.as_deref().unwrap_or(""))
         );
-        let envelope: Envelope =
-            serde_json::from_slice(record.payload().ok_or(ProcessError::Empty)?)?;
+        let value = record.payload().ok_or(ProcessError::Empty)?;
+        let envelope: Envelope = serde_json::from_slice(value)?;
         tracing::info!(
             "[EVENT PROCESSED] Type: {}, ID: {}, Timestamp: {}",
             untrusted(&envelope.event_type),
-            untrusted(&envelope.id),
-            untrusted(&envelope.timestamp)
+            envelope.id,
+            envelope.timestamp
         );
+        let event_type = EventType::from_name(&envelope.event_type);
         // A payload that is not an object still is an event: it just has no action.
         let facts: Facts = serde_json::from_str(envelope.payload.get()).unwrap_or_default();
+        let action = event_type
+            .zip(facts.action.or(facts.status))
+            .and_then(|(event_type, name)| EventAction::parse(event_type, &name));
         let (payload, payload_bytes) = bounded_payload(envelope.payload);
         let event = ProcessedEvent {
             topic: record.topic().to_owned(),
             partition: record.partition(),
             offset: record.offset(),
-            key: key.as_deref().map(bounded),
-            id: bounded(&envelope.id),
-            event_type: bounded(&envelope.event_type),
-            timestamp: bounded(&envelope.timestamp),
-            action: bounded(facts.action.or(facts.status).as_deref().unwrap_or_default()),
+            key: key
+                .as_deref()
+                .map(|key| prefix(key, MAX_KEY_BYTES).to_owned()),
+            id: envelope.id,
+            event_type,
+            timestamp: envelope.timestamp,
+            action,
             amount: facts.amount,
             truncated: payload_bytes.is_some(),
             payload_bytes,
@@ -147,38 +100,10 @@ impl Processor {
     }
 }
 
-/// `value`, or its first [`MAX_FIELD_BYTES`] (cut at a character's end).
-fn bounded(value: &str) -> String {
-    prefix(value, MAX_FIELD_BYTES).to_owned()
-}
-
-fn prefix(value: &str, max: usize) -> &str {
-    let mut end = value.len().min(max);
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    &value[..end]
-}
-
-/// The payload as kept, and its size when it is cut short.
-fn bounded_payload(payload: &RawValue) -> (Box<RawValue>, Option<usize>) {
-    let raw = payload.get();
-    if raw.len() <= MAX_PAYLOAD_BYTES {
-        return (payload.to_owned(), None);
-    }
-    let preview = serde_json::to_string(prefix(raw, PAYLOAD_PREVIEW_BYTES))
-        .and_then(RawValue::from_string)
-        .unwrap_or_else(|_| payload_placeholder());
-    (preview, Some(raw.len()))
-}
-
-fn payload_placeholder() -> Box<RawValue> {
-    RawValue::from_string("null".to_owned()).expect("null is JSON")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::live::{MAX_PAYLOAD_BYTES, PAYLOAD_PREVIEW_BYTES};
     use rdkafka::Timestamp;
     use rdkafka::message::OwnedMessage;
 
@@ -198,16 +123,20 @@ mod tests {
     fn an_event_is_processed_counted_and_announced() {
         let live = Arc::new(LiveView::new(8, 4));
         let mut announced = live.subscribe();
-        let value = br#"{"id":"abc","type":"payment","timestamp":"2025-01-01T10:00:00Z","payload":{"payment_id":7,"status":"completed","amount":9.5}}"#;
+        let value = br#"{"id":"3c0f6a4e-8d1b-4c55-9a7e-2b9f0d4e1a77","type":"payment","timestamp":"2025-01-01T10:00:00Z","payload":{"payment_id":7,"status":"completed","amount":9.5}}"#;
         let event = Processor::new(live.clone())
             .process(&record(Some(value)))
             .unwrap();
         assert_eq!(
-            (event.id.as_str(), event.offset, event.key.as_deref()),
-            ("abc", 42, Some("7"))
+            (
+                event.id.to_string().as_str(),
+                event.offset,
+                event.key.as_deref()
+            ),
+            ("3c0f6a4e-8d1b-4c55-9a7e-2b9f0d4e1a77", 42, Some("7"))
         );
         assert_eq!(
-            (event.action.as_str(), event.amount),
+            (event.action_name(), event.amount),
             ("completed", Some(9.5))
         );
         assert_eq!(
@@ -234,10 +163,16 @@ mod tests {
             processor.process(&record(Some(b"{not json"))),
             Err(ProcessError::Unreadable(_))
         ));
-        assert!(matches!(
-            processor.process(&record(Some(br#"{"id":"x"}"#))),
-            Err(ProcessError::Unreadable(_))
-        ));
+        for not_ours in [
+            &br#"{"id":"x"}"#[..],
+            br#"{"id":"not-a-uuid","type":"movie","timestamp":"2025-01-01T10:00:00Z","payload":{}}"#,
+            br#"{"id":"3c0f6a4e-8d1b-4c55-9a7e-2b9f0d4e1a77","type":"movie","timestamp":"yesterday","payload":{}}"#,
+        ] {
+            assert!(matches!(
+                processor.process(&record(Some(not_ours))),
+                Err(ProcessError::Unreadable(_))
+            ));
+        }
         assert!(
             announced.try_recv().is_err(),
             "nothing is announced for a skipped record"
@@ -249,8 +184,7 @@ mod tests {
     fn a_huge_record_from_another_producer_is_kept_cut_short_and_marked_so() {
         let live = Arc::new(LiveView::new(8, 4));
         let big = format!(
-            r#"{{"id":"{}","type":"movie","timestamp":"t","payload":{{"action":"viewed","x":"{}"}}}}"#,
-            "i".repeat(10_000),
+            r#"{{"id":"3c0f6a4e-8d1b-4c55-9a7e-2b9f0d4e1a77","type":"movie","timestamp":"2025-01-01T10:00:00Z","payload":{{"action":"viewed","x":"{}"}}}}"#,
             "y".repeat(1_000_000)
         );
         let event = Processor::new(live)
@@ -265,8 +199,7 @@ mod tests {
                 .starts_with(r#""{\"action\":\"viewed\""#)
         );
         assert!(event.payload.get().len() < 2 * PAYLOAD_PREVIEW_BYTES);
-        assert_eq!(event.id.len(), MAX_FIELD_BYTES);
-        assert_eq!(event.action, "viewed");
+        assert_eq!(event.action_name(), "viewed");
         assert!(event.size() < MAX_PAYLOAD_BYTES);
         let json = serde_json::to_value(&*event).unwrap();
         assert_eq!(json["truncated"], true);
@@ -274,11 +207,16 @@ mod tests {
     }
 
     #[test]
-    fn an_ordinary_event_is_not_marked() {
+    fn an_ordinary_event_is_not_marked_and_an_unknown_type_is_other() {
         let live = Arc::new(LiveView::new(8, 4));
-        let value = br#"{"id":"abc","type":"movie","timestamp":"t","payload":{"action":"viewed"}}"#;
+        let value = br#"{"id":"3c0f6a4e-8d1b-4c55-9a7e-2b9f0d4e1a77","type":"shown","timestamp":"2025-01-01T10:00:00Z","payload":{"action":"viewed"}}"#;
         let event = Processor::new(live).process(&record(Some(value))).unwrap();
         let json = serde_json::to_value(&*event).unwrap();
         assert!(json.get("truncated").is_none() && json.get("payload_bytes").is_none());
+        assert_eq!(
+            (&json["type"], &json["action"]),
+            (&serde_json::json!("other"), &serde_json::json!("other")),
+            "a type this version does not know"
+        );
     }
 }

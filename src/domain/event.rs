@@ -1,8 +1,11 @@
 //! The envelope every published event travels in.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
+use strum::{EnumIter, EnumString, IntoEnumIterator, IntoStaticStr, VariantNames};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -12,8 +15,25 @@ use super::fields::{EntityId, FromJson, Timestamp, ValidationErrors, enum_from_j
 use super::{MovieAction, MovieEvent, PaymentEvent, PaymentStatus, UserAction, UserEvent};
 
 /// The kind of an event; each kind has a topic of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    IntoStaticStr,
+    EnumString,
+    VariantNames,
+    EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum EventType {
     Movie,
     User,
@@ -24,24 +44,20 @@ impl EventType {
     pub const ALL: [EventType; 3] = [EventType::Movie, EventType::User, EventType::Payment];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Movie => "movie",
-            EventType::User => "user",
-            EventType::Payment => "payment",
-        }
+        self.into()
     }
 
     /// The type named `name`, if any.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == name)
+        name.parse().ok()
     }
 
     /// The names of this type's actions (a payment's statuses), in their declared order.
     pub fn action_names(self) -> &'static [&'static str] {
         match self {
-            EventType::Movie => &MovieAction::NAMES,
-            EventType::User => &UserAction::NAMES,
-            EventType::Payment => &PaymentStatus::NAMES,
+            EventType::Movie => MovieAction::VARIANTS,
+            EventType::User => UserAction::VARIANTS,
+            EventType::Payment => PaymentStatus::VARIANTS,
         }
     }
 
@@ -57,11 +73,79 @@ impl EventType {
 
 impl FromJson for EventType {
     fn from_json(value: &Value) -> Result<Self, String> {
-        enum_from_json(value, &EventType::ALL.map(EventType::as_str))
+        enum_from_json(value)
     }
 }
 
 impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened, in the terms of the event's type: a movie's or a user's action, or a
+/// payment's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(untagged)]
+pub enum EventAction {
+    Movie(MovieAction),
+    User(UserAction),
+    Payment(PaymentStatus),
+}
+
+impl EventAction {
+    /// The action of `event_type` named `name`, if it has one.
+    pub fn parse(event_type: EventType, name: &str) -> Option<Self> {
+        match event_type {
+            EventType::Movie => name.parse().ok().map(EventAction::Movie),
+            EventType::User => name.parse().ok().map(EventAction::User),
+            EventType::Payment => name.parse().ok().map(EventAction::Payment),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventAction::Movie(action) => action.as_str(),
+            EventAction::User(action) => action.as_str(),
+            EventAction::Payment(status) => status.as_str(),
+        }
+    }
+
+    pub fn event_type(self) -> EventType {
+        match self {
+            EventAction::Movie(_) => EventType::Movie,
+            EventAction::User(_) => EventType::User,
+            EventAction::Payment(_) => EventType::Payment,
+        }
+    }
+
+    /// Every action of every type.
+    pub fn all() -> impl Iterator<Item = EventAction> {
+        let movies = MovieAction::iter().map(EventAction::Movie);
+        let users = UserAction::iter().map(EventAction::User);
+        movies
+            .chain(users)
+            .chain(PaymentStatus::iter().map(EventAction::Payment))
+    }
+
+    /// The CloudEvents `type` of events with this action, `com.cinemaabyss.<type>.<action>`:
+    /// written once per action for the life of the process, and borrowed by every record.
+    pub fn cloudevents_type(self) -> &'static str {
+        static TYPES: LazyLock<HashMap<EventAction, String>> = LazyLock::new(|| {
+            EventAction::all()
+                .map(|action| {
+                    let name = format!("com.cinemaabyss.{}.{}", action.event_type(), action);
+                    (action, name)
+                })
+                .collect()
+        });
+        TYPES
+            .get(&self)
+            .map_or("com.cinemaabyss.unknown", String::as_str)
+    }
+}
+
+impl fmt::Display for EventAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -108,11 +192,11 @@ impl EventPayload {
     }
 
     /// The movie or user action, or the payment status.
-    pub fn action(&self) -> &'static str {
+    pub fn action(&self) -> EventAction {
         match self {
-            EventPayload::Movie(e) => e.action.as_str(),
-            EventPayload::User(e) => e.action.as_str(),
-            EventPayload::Payment(e) => e.status.as_str(),
+            EventPayload::Movie(e) => EventAction::Movie(e.action),
+            EventPayload::User(e) => EventAction::User(e.action),
+            EventPayload::Payment(e) => EventAction::Payment(e.status),
         }
     }
 }
@@ -276,6 +360,30 @@ mod tests {
             .unwrap()
             .into();
         assert_eq!(user.to_string(), "Action: registered, UserID: 123");
+    }
+
+    #[test]
+    fn every_action_has_its_cloudevents_type_and_is_read_back_by_name() {
+        assert_eq!(EventAction::all().count(), 13);
+        for action in EventAction::all() {
+            assert_eq!(
+                action.cloudevents_type(),
+                format!(
+                    "com.cinemaabyss.{}.{}",
+                    action.event_type(),
+                    action.as_str()
+                )
+            );
+            assert_eq!(
+                EventAction::parse(action.event_type(), action.as_str()),
+                Some(action)
+            );
+        }
+        assert_eq!(
+            EventAction::Payment(PaymentStatus::Completed).cloudevents_type(),
+            "com.cinemaabyss.payment.completed"
+        );
+        assert_eq!(EventAction::parse(EventType::Movie, "completed"), None);
     }
 
     #[test]

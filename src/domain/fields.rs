@@ -9,7 +9,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::{KnownFormat, RefOr};
@@ -288,9 +288,16 @@ pub fn number_schema(min: f64, max: f64) -> RefOr<Schema> {
 }
 
 /// An RFC 3339 date-time, normalised to UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Timestamp(DateTime<Utc>);
+
+/// As serde writes it: RFC 3339, UTC (`Z`), with as many fractional digits as it needs.
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    }
+}
 
 impl Timestamp {
     pub fn now() -> Self {
@@ -329,14 +336,15 @@ impl PartialSchema for Timestamp {
 
 impl ToSchema for Timestamp {}
 
-/// Reads a string-valued enumeration through its serde names, listing them when the value is
-/// none of them.
-pub fn enum_from_json<T: serde::de::DeserializeOwned>(
-    value: &Value,
-    allowed: &[&str],
-) -> Result<T, String> {
-    serde_json::from_value(value.clone())
-        .map_err(|_| format!("must be one of {}", allowed.join(", ")))
+/// Reads a string-valued enumeration by its names, listing them when the value is none of them.
+pub fn enum_from_json<T>(value: &Value) -> Result<T, String>
+where
+    T: std::str::FromStr + strum::VariantNames,
+{
+    value
+        .as_str()
+        .and_then(|name| name.parse().ok())
+        .ok_or_else(|| format!("must be one of {}", T::VARIANTS.join(", ")))
 }
 
 #[cfg(test)]
@@ -422,6 +430,16 @@ mod tests {
         assert!(number_in(&json!(-0.5), 0.0, f64::INFINITY).is_err());
         assert!(number_in(&json!("5"), 0.0, 10.0).is_err());
         assert_eq!(number_in(&json!(1e300), 0.0, f64::INFINITY), Ok(1e300));
+    }
+
+    #[test]
+    fn a_timestamp_is_displayed_as_it_is_serialised() {
+        for text in ["2025-01-01T10:00:00Z", "2025-01-01T10:00:00.123456789Z"] {
+            let t = Timestamp::from_json(&json!(text)).unwrap();
+            assert_eq!(t.to_string(), text);
+            assert_eq!(serde_json::to_value(t).unwrap(), json!(text));
+            assert_eq!(serde_json::from_value::<Timestamp>(json!(text)).unwrap(), t);
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod properties;
 mod user;
 
 pub use batch::{BatchErrors, BatchItem, ItemErrors, parse_batch};
-pub use event::{Event, EventPayload, EventType};
+pub use event::{Event, EventAction, EventPayload, EventType};
 pub use fields::{EntityId, FieldError, FromJson, Timestamp, ValidationErrors};
 pub use movie::{MovieAction, MovieEvent};
 pub use payment::{Amount, PaymentEvent, PaymentStatus};

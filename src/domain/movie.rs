@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use strum::{EnumIter, EnumString, IntoStaticStr, VariantNames};
 use utoipa::ToSchema;
 
 use super::fields::{
@@ -10,8 +11,25 @@ use super::fields::{
 };
 
 /// What happened to the movie.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    IntoStaticStr,
+    EnumString,
+    VariantNames,
+    EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum MovieAction {
     Viewed,
     Rated,
@@ -21,16 +39,14 @@ pub enum MovieAction {
 }
 
 impl MovieAction {
-    pub const NAMES: [&'static str; 5] = ["viewed", "rated", "added", "updated", "deleted"];
-
     pub fn as_str(self) -> &'static str {
-        Self::NAMES[self as usize]
+        self.into()
     }
 }
 
 impl FromJson for MovieAction {
     fn from_json(value: &Value) -> Result<Self, String> {
-        enum_from_json(value, &Self::NAMES)
+        enum_from_json(value)
     }
 }
 
@@ -224,7 +240,7 @@ mod tests {
 
     #[test]
     fn action_names_match_their_variants() {
-        for name in MovieAction::NAMES {
+        for &name in MovieAction::VARIANTS {
             assert_eq!(MovieAction::from_json(&json!(name)).unwrap().as_str(), name);
         }
     }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use strum::{EnumIter, EnumString, IntoStaticStr, VariantNames};
 use utoipa::ToSchema;
 
 use super::fields::{
@@ -10,8 +11,25 @@ use super::fields::{
 };
 
 /// The payment's new status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    IntoStaticStr,
+    EnumString,
+    VariantNames,
+    EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum PaymentStatus {
     Completed,
     Failed,
@@ -20,16 +38,14 @@ pub enum PaymentStatus {
 }
 
 impl PaymentStatus {
-    pub const NAMES: [&'static str; 4] = ["completed", "failed", "pending", "refunded"];
-
     pub fn as_str(self) -> &'static str {
-        Self::NAMES[self as usize]
+        self.into()
     }
 }
 
 impl FromJson for PaymentStatus {
     fn from_json(value: &Value) -> Result<Self, String> {
-        enum_from_json(value, &Self::NAMES)
+        enum_from_json(value)
     }
 }
 
@@ -186,7 +202,7 @@ mod tests {
 
     #[test]
     fn status_names_match_their_variants() {
-        for name in PaymentStatus::NAMES {
+        for &name in PaymentStatus::VARIANTS {
             assert_eq!(
                 PaymentStatus::from_json(&json!(name)).unwrap().as_str(),
                 name

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use strum::{EnumIter, EnumString, IntoStaticStr, VariantNames};
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::{KnownFormat, RefOr};
@@ -11,8 +12,25 @@ use super::fields::{
 };
 
 /// What happened to the user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    IntoStaticStr,
+    EnumString,
+    VariantNames,
+    EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum UserAction {
     Registered,
     LoggedIn,
@@ -21,16 +39,14 @@ pub enum UserAction {
 }
 
 impl UserAction {
-    pub const NAMES: [&'static str; 4] = ["registered", "logged_in", "updated_profile", "deleted"];
-
     pub fn as_str(self) -> &'static str {
-        Self::NAMES[self as usize]
+        self.into()
     }
 }
 
 impl FromJson for UserAction {
     fn from_json(value: &Value) -> Result<Self, String> {
-        enum_from_json(value, &Self::NAMES)
+        enum_from_json(value)
     }
 }
 
@@ -202,7 +218,7 @@ mod tests {
 
     #[test]
     fn action_names_match_their_variants() {
-        for name in UserAction::NAMES {
+        for &name in UserAction::VARIANTS {
             assert_eq!(UserAction::from_json(&json!(name)).unwrap().as_str(), name);
         }
     }

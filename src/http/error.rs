@@ -161,13 +161,16 @@ pub fn with_retry_after(status: StatusCode, mut response: Response) -> Response 
 }
 
 /// The answer to a request whose handler panicked: 500, as for any failure of ours.
-pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+pub fn panicked(
+    panic: Box<dyn std::any::Any + Send + 'static>,
+    metrics: &super::metrics::HttpMetrics,
+) -> Response {
     let message = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".to_owned());
     tracing::error!("A request handler panicked: {message}");
-    crate::metrics::panicked();
+    metrics.panicked();
     ApiError::Internal.into_response()
 }

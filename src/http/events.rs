@@ -1,6 +1,8 @@
 //! The event routes: extract, validate into a domain type, publish, answer with where Kafka
 //! stored the event.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,6 +21,7 @@ use crate::domain::{
     parse_batch,
 };
 use crate::kafka::{Delivery, OutgoingRecord, PublishError};
+use crate::telemetry::trace::current_context_headers;
 
 /// The answer to a stored event.
 #[derive(Debug, Serialize, ToSchema)]
@@ -69,6 +72,10 @@ pub struct FailedItem {
     /// The event as it would have been stored.
     #[schema(value_type = Event)]
     pub event: Box<RawValue>,
+    /// Why, for the batch's status.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub cause: PublishError,
 }
 
 /// The answers of the layers in front of every publishing route, for the OpenAPI document only.
@@ -203,63 +210,113 @@ pub async fn create_batch(
         return Err(ApiError::EmptyBatch);
     }
     let received_at = Timestamp::now();
-    let mut events = Vec::with_capacity(items.len());
+    let mut prepared = Vec::with_capacity(items.len());
     let mut records = Vec::with_capacity(items.len());
     for payload in parse_batch(&items, received_at)? {
-        let (event, raw, record) = prepare(&state, payload, received_at)?;
-        events.push((event, raw));
+        let (event, record) = prepare(&state, payload, received_at)?;
+        prepared.push(event);
         records.push(record);
     }
     // Nothing of the request is held while Kafka is awaited.
     drop(items);
     let outcomes = state.publisher.publish_batch(records).await?;
-
-    let mut failures = 0;
-    let mut only_queue_full = true;
-    let results: Vec<ItemResult> = events
+    let results: Vec<ItemResult> = prepared
         .into_iter()
         .zip(outcomes)
-        .map(|((event, raw), outcome)| match outcome {
-            Ok(delivery) => ItemResult::Stored(stored(&state, &event, raw, delivery)),
+        .map(|(prepared, outcome)| match outcome {
+            Ok(delivery) => ItemResult::Stored(stored(prepared, delivery)),
             Err(error) => {
-                failures += 1;
-                only_queue_full &= matches!(error, PublishError::QueueFull);
                 tracing::error!(
                     "[PRODUCER] Could not publish {} event {}: {error}",
-                    event.event_type,
-                    event.id
+                    prepared.event.event_type,
+                    prepared.event.id
                 );
                 ItemResult::Failed(FailedItem {
                     status: "error",
                     error: error.to_string(),
-                    event: raw,
+                    event: prepared.raw,
+                    cause: error,
                 })
             }
         })
         .collect();
-    let (status, error) = match failures {
-        0 => (StatusCode::CREATED, None),
-        n if only_queue_full => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some(format!(
-                "{n} of {} events were not stored: the producer's queue is full",
-                results.len()
-            )),
-        ),
-        n => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Some(format!("{n} of {} events were not stored", results.len())),
-        ),
-    };
+    let outcome = BatchOutcome::of(&results);
     let body = BatchResponse {
-        status: if error.is_none() { "success" } else { "error" },
-        error,
+        status: if outcome.all_stored() {
+            "success"
+        } else {
+            "error"
+        },
+        error: outcome.message(results.len()),
         results,
     };
+    let status = outcome.status();
     Ok(with_retry_after(
         status,
         (status, Json(body)).into_response(),
     ))
+}
+
+/// What a batch's answer says, from its items' results: every one stored (201), some found the
+/// queue full and the rest were stored (503: the client should retry those later), or some
+/// failed otherwise (500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    Stored,
+    QueueFull { failed: usize },
+    Failed { failed: usize },
+}
+
+impl BatchOutcome {
+    pub fn of(results: &[ItemResult]) -> Self {
+        let failures = results.iter().filter_map(|r| match r {
+            ItemResult::Failed(item) => Some(&item.cause),
+            ItemResult::Stored(_) => None,
+        });
+        let (mut failed, mut only_queue_full) = (0, true);
+        for cause in failures {
+            failed += 1;
+            only_queue_full &= matches!(cause, PublishError::QueueFull);
+        }
+        match failed {
+            0 => BatchOutcome::Stored,
+            failed if only_queue_full => BatchOutcome::QueueFull { failed },
+            failed => BatchOutcome::Failed { failed },
+        }
+    }
+
+    pub fn all_stored(self) -> bool {
+        self == BatchOutcome::Stored
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            BatchOutcome::Stored => StatusCode::CREATED,
+            BatchOutcome::QueueFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            BatchOutcome::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The answer's `error`, for a batch of `items`.
+    pub fn message(self, items: usize) -> Option<String> {
+        match self {
+            BatchOutcome::Stored => None,
+            BatchOutcome::QueueFull { failed } => Some(format!(
+                "{failed} of {items} events were not stored: the producer's queue is full"
+            )),
+            BatchOutcome::Failed { failed } => {
+                Some(format!("{failed} of {items} events were not stored"))
+            }
+        }
+    }
+}
+
+/// An event ready to be published: the event, its serialised form (the record's value and the
+/// answer's `event`, the same bytes), its topic and its record.
+struct Prepared {
+    event: Event,
+    raw: Box<RawValue>,
+    topic: Arc<str>,
 }
 
 /// Serialises `payload` into its event and record. The event is serialised once: the same bytes
@@ -268,34 +325,30 @@ fn prepare(
     state: &AppState,
     payload: EventPayload,
     received_at: Timestamp,
-) -> Result<(Event, Box<RawValue>, OutgoingRecord), ApiError> {
+) -> Result<(Prepared, OutgoingRecord), ApiError> {
     let event = Event::new(payload, received_at);
     let raw = serde_json::value::to_raw_value(&event).map_err(|error| {
         tracing::error!("could not serialise event {}: {error}", event.id);
         ApiError::Internal
     })?;
-    let topic = state.topics.topic(event.event_type).to_owned();
+    let topic = state.topics.topic(event.event_type).clone();
     let mut record = OutgoingRecord::for_event(
         &event,
         raw.get().as_bytes().to_vec(),
-        topic,
-        state.cloudevents_source,
+        topic.clone(),
+        state.cloudevents_source.clone(),
     );
     // Whoever reads the record can continue the request's trace.
-    let trace = crate::trace::record_headers().into_iter();
+    let trace = current_context_headers().into_iter();
     record
         .headers
         .extend(trace.map(|(name, value)| (name, value.into())));
-    Ok((event, raw, record))
+    Ok((Prepared { event, raw, topic }, record))
 }
 
 /// Logs a stored event in the seed's words and describes where it is.
-fn stored(
-    state: &AppState,
-    event: &Event,
-    raw: Box<RawValue>,
-    delivery: Delivery,
-) -> PublishResponse {
+fn stored(prepared: Prepared, delivery: Delivery) -> PublishResponse {
+    let Prepared { event, raw, topic } = prepared;
     tracing::info!(
         "[PRODUCER] Published {} event: {}, {}",
         event.event_type,
@@ -304,7 +357,7 @@ fn stored(
     );
     PublishResponse {
         status: "success",
-        topic: state.topics.topic(event.event_type).to_owned(),
+        topic: topic.to_string(),
         partition: delivery.partition,
         offset: delivery.offset,
         event: raw,
@@ -321,10 +374,7 @@ async fn publish_one(
     let payload = EventPayload::parse(event_type, &body, received_at)?;
     // Nothing of the request is held while Kafka is awaited.
     drop(body);
-    let (event, raw, record) = prepare(state, payload, received_at)?;
+    let (prepared, record) = prepare(state, payload, received_at)?;
     let delivery = state.publisher.publish(record).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(stored(state, &event, raw, delivery)),
-    ))
+    Ok((StatusCode::CREATED, Json(stored(prepared, delivery))))
 }

@@ -33,7 +33,8 @@ pub struct ConsumersHealth {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Liveness {
-    /// Always true: the process serves HTTP.
+    /// True while the process serves HTTP and can still publish: false only once the producer
+    /// hit a fatal error and no new one could be made, so that the service is restarted.
     pub status: bool,
 }
 
@@ -68,11 +69,21 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     )
 }
 
-/// Liveness: is the process serving?
+/// Liveness: is the process serving, and can it still publish once Kafka is there? Never depends
+/// on Kafka being reachable.
 #[utoipa::path(
     get, path = "/api/events/health/live", tag = "health",
-    responses((status = 200, description = "The process is alive", body = Liveness))
+    responses(
+        (status = 200, description = "The process is alive", body = Liveness),
+        (status = 503, description = "The producer cannot be replaced after a fatal error: restart the service", body = Liveness),
+    )
 )]
-pub async fn live() -> Json<Liveness> {
-    Json(Liveness { status: true })
+pub async fn live(State(state): State<AppState>) -> (StatusCode, Json<Liveness>) {
+    let status = state.kafka_status.borrow().is_alive();
+    let code = if status {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(Liveness { status }))
 }

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -28,6 +28,7 @@ use super::client::ClientKey;
 use super::error::{ApiError, ErrorBody};
 use crate::domain::EventType;
 use crate::live::{LiveEvent, LiveView, StatsSnapshot};
+use crate::support::lock;
 
 /// What the live routes share.
 #[derive(Clone)]
@@ -57,10 +58,7 @@ impl StreamSlots {
 
     /// A slot for one more stream of `client`, held until the stream ends.
     fn take(self: &Arc<Self>, client: ClientKey) -> Result<StreamSlot, ApiError> {
-        let mut per_client = self
-            .per_client
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut per_client = lock(&self.per_client);
         let open = per_client.entry(client.clone()).or_default();
         if *open >= self.max_per_client {
             return Err(ApiError::TooManyStreamsFromClient(self.max_per_client));
@@ -88,11 +86,7 @@ struct StreamSlot {
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        let mut per_client = self
-            .slots
-            .per_client
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut per_client = lock(&self.slots.per_client);
         if let Some(open) = per_client.get_mut(&self.client) {
             *open -= 1;
             if *open == 0 {
@@ -117,7 +111,7 @@ pub struct StreamFilter {
 
 /// A filter, checked: types must be known.
 struct Matcher {
-    types: Option<Vec<String>>,
+    types: Option<Vec<EventType>>,
     actions: Option<Vec<String>>,
 }
 
@@ -131,16 +125,20 @@ impl Matcher {
                     .collect::<Vec<_>>()
             })
         };
-        let types = list(filter.types);
-        if let Some(unknown) = types
-            .iter()
-            .flatten()
-            .find(|t| EventType::from_name(t).is_none())
-        {
-            return Err(ApiError::BadRequest(format!(
-                "unknown event type {unknown:?} in `type`: use movie, user or payment"
-            )));
-        }
+        let types = list(filter.types)
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|name| {
+                        EventType::from_name(name).ok_or_else(|| {
+                            ApiError::BadRequest(format!(
+                                "unknown event type {name:?} in `type`: use movie, user or payment"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
         Ok(Self {
             types,
             actions: list(filter.action),
@@ -148,10 +146,15 @@ impl Matcher {
     }
 
     fn matches(&self, event: &LiveEvent) -> bool {
-        let allows = |list: &Option<Vec<String>>, value: &str| {
-            list.as_ref().is_none_or(|l| l.iter().any(|v| v == value))
-        };
-        allows(&self.types, &event.event_type) && allows(&self.actions, &event.action)
+        let type_allowed = self
+            .types
+            .as_ref()
+            .is_none_or(|types| event.event_type.is_some_and(|t| types.contains(&t)));
+        let action_allowed = self
+            .actions
+            .as_ref()
+            .is_none_or(|actions| actions.iter().any(|a| a == event.action_name()));
+        type_allowed && action_allowed
     }
 }
 

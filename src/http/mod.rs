@@ -15,10 +15,12 @@ mod metrics;
 mod openapi;
 pub mod rate_limit;
 mod request_context;
+pub mod routes;
 mod server;
+mod state;
+mod trace;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, Extension};
@@ -27,11 +29,13 @@ use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{BoxError, Router};
-use tokio::sync::watch;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::util::option_layer;
+use tower_http::ServiceBuilderExt;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::MakeRequestUuid;
+use tower_http::trace::TraceLayer;
 
 pub use admission::InflightBytes;
 pub use auth::{Authenticator, Principal};
@@ -39,50 +43,13 @@ pub use error::{ApiError, ErrorBody};
 pub use events::{BatchResponse, PublishResponse};
 pub use idempotency::IdempotencyStore;
 pub use live::{Live, StreamSlots};
+pub use metrics::HttpMetrics;
 pub use openapi::ApiDoc;
 pub use rate_limit::RateLimit;
 pub use server::{Closed, Deadlines, ServerLimits, listen, raise_open_file_limit, serve};
+pub use state::{AppState, Dependencies, Limits};
 
-use crate::consumer::HeldPartitions;
-use crate::kafka::topics::Topics;
-use crate::kafka::{EventPublisher, KafkaStatus};
 use extract::JsonLimits;
-
-/// What the handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    pub publisher: Arc<dyn EventPublisher>,
-    pub topics: Arc<Topics>,
-    pub kafka_status: watch::Receiver<KafkaStatus>,
-    pub limits: Limits,
-    /// Checks credentials on every route but the open ones; `None` when authentication is off.
-    pub auth: Option<Arc<Authenticator>>,
-    /// Limits each client's publishing requests; `None` when rate limiting is off.
-    pub rate_limit: Option<Arc<RateLimit>>,
-    /// The remembered answers to requests with an `Idempotency-Key`.
-    pub idempotency: Arc<IdempotencyStore>,
-    /// The `ce_source` of every record (`CLOUDEVENTS_SOURCE`); `'static` so that records borrow
-    /// it rather than copy it.
-    pub cloudevents_source: &'static str,
-    /// The live view: the event stream and the statistics.
-    pub live: Live,
-    /// The request bytes the publishing requests in progress may still take.
-    pub inflight: Arc<InflightBytes>,
-    /// The partitions the consumers hold, for health.
-    pub held: HeldPartitions,
-}
-
-/// The limits the router enforces.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub body_bytes: usize,
-    pub request_timeout: Duration,
-    /// Event requests served at once; more are answered 503 at once.
-    pub concurrent_requests: usize,
-    pub batch_max_events: usize,
-    /// How long a consumer may hold a partition before health turns 503.
-    pub dlq_max_hold: Duration,
-}
 
 /// The service's routes over `state`. A publishing request passes, outermost first: the metrics
 /// (so that they count every answer, those of the layers below included), the request's id and
@@ -91,8 +58,7 @@ pub struct Limits {
 /// remembered answer, 409 or 422), the handler.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits;
-    // Once per process; until it is installed, metrics go nowhere.
-    crate::metrics::install();
+    let http_metrics = state.http_metrics.clone();
     let openapi: Arc<str> = openapi::document(limits.batch_max_events).into();
     let request_timeout_ms = limits.request_timeout.as_millis();
     // Publishing routes shed load beyond their concurrency limit instead of queueing it, so that
@@ -100,10 +66,10 @@ pub fn router(state: AppState) -> Router {
     // document, the metrics and the dashboard are never shed: an orchestrator must not restart a
     // service for being busy, nor its monitoring lose sight of it then.
     let publishing = Router::new()
-        .route("/api/events/movie", post(events::create_movie_event))
-        .route("/api/events/user", post(events::create_user_event))
-        .route("/api/events/payment", post(events::create_payment_event))
-        .route("/api/events/batch", post(events::create_batch))
+        .route(routes::MOVIE, post(events::create_movie_event))
+        .route(routes::USER, post(events::create_user_event))
+        .route(routes::PAYMENT, post(events::create_payment_event))
+        .route(routes::BATCH, post(events::create_batch))
         .route_layer(middleware::from_fn_with_state(
             state.idempotency.clone(),
             idempotency::idempotency,
@@ -127,16 +93,16 @@ pub fn router(state: AppState) -> Router {
             middleware::from_fn_with_state(rate_limit, rate_limit::enforce)
         })));
     Router::new()
-        .route("/api/events/stream", get(live::stream_events))
-        .route("/api/events/stats", get(live::stats))
-        .route("/", get(dashboard::index))
-        .route("/dashboard/app.js", get(dashboard::script))
-        .route("/dashboard/style.css", get(dashboard::style))
-        .route("/dashboard/favicon.svg", get(dashboard::icon))
-        .route("/api/events/health", get(health::health))
-        .route("/api/events/health/live", get(health::live))
+        .route(routes::STREAM, get(live::stream_events))
+        .route(routes::STATS, get(live::stats))
+        .route(routes::DASHBOARD, get(dashboard::index))
+        .route(routes::DASHBOARD_SCRIPT, get(dashboard::script))
+        .route(routes::DASHBOARD_STYLE, get(dashboard::style))
+        .route(routes::DASHBOARD_ICON, get(dashboard::icon))
+        .route(routes::HEALTH, get(health::health))
+        .route(routes::LIVENESS, get(health::live))
         .route(
-            "/api/events/openapi.json",
+            routes::OPENAPI,
             get(move || async move {
                 (
                     [(header::CONTENT_TYPE, "application/json")],
@@ -144,7 +110,7 @@ pub fn router(state: AppState) -> Router {
                 )
             }),
         )
-        .route("/metrics", get(metrics::scrape))
+        .route(routes::METRICS, get(metrics::scrape))
         .merge(publishing)
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -169,9 +135,26 @@ pub fn router(state: AppState) -> Router {
         )
         // A handler that panics is answered 500 like any failure (the connection and the
         // process go on), and counted.
-        .layer(CatchPanicLayer::custom(error::panicked))
+        .layer(CatchPanicLayer::custom({
+            let http_metrics = http_metrics.clone();
+            move |panic| error::panicked(panic, &http_metrics)
+        }))
         // Outside the timeout, so that a 408 carries the request id and ends the span too.
-        .layer(middleware::from_fn(request_context::request_context))
+        .layer(
+            ServiceBuilder::new()
+                .map_request(request_context::drop_unusable_id)
+                .set_x_request_id(MakeRequestUuid)
+                .propagate_x_request_id()
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_context::span)
+                        .on_request(())
+                        .on_response(())
+                        .on_body_chunk(())
+                        .on_eos(())
+                        .on_failure(()),
+                ),
+        )
         .layer(DefaultBodyLimit::max(limits.body_bytes))
         .layer(Extension(JsonLimits {
             body_bytes: limits.body_bytes,
@@ -179,6 +162,6 @@ pub fn router(state: AppState) -> Router {
         }))
         // Outermost. Like every layer of the router, it runs after routing, and so knows the
         // route the request matched.
-        .layer(metrics::TrackLayer)
+        .layer(metrics::TrackLayer(http_metrics))
         .with_state(state)
 }

@@ -15,14 +15,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
-use tokio_util::sync::CancellationToken;
 
 use super::client::ClientKey;
 use super::error::ApiError;
 use crate::config::RateLimitConfig;
-
-/// How often clients whose bucket has refilled are forgotten (see [`forget_idle_clients`]).
-pub const FORGET_IDLE_CLIENTS_EVERY: Duration = Duration::from_secs(10);
 
 /// The buckets of every client seen recently.
 pub struct RateLimit {
@@ -59,7 +55,8 @@ impl RateLimit {
     }
 
     /// Forgets the clients whose bucket is full again: they are indistinguishable from new ones.
-    /// Without this the map would keep every client ever seen.
+    /// Without this the map would keep every client ever seen. The composition root calls it
+    /// periodically, in the background, so that no request pays for a sweep of the whole map.
     pub fn forget_idle_clients(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
@@ -68,20 +65,6 @@ impl RateLimit {
     /// Clients with a bucket in memory.
     pub fn clients(&self) -> usize {
         self.limiter.len()
-    }
-}
-
-/// Keeps the memory bounded by the clients of the last moments: forgets idle clients every
-/// `period` until `stop`. A background task rather than work inline in requests, so that no
-/// request pays for a sweep of the whole map.
-pub async fn forget_idle_clients(limit: Arc<RateLimit>, period: Duration, stop: CancellationToken) {
-    let mut interval = tokio::time::interval(period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = interval.tick() => limit.forget_idle_clients(),
-        }
     }
 }
 

@@ -1,18 +1,19 @@
 //! Kafka reachability, checked in the background so that the health route answers at once from
 //! the latest result and never waits on a broker.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::FutureProducer;
 use rdkafka::producer::Producer;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use super::StatsContext;
+use super::producer::{KafkaProducer, KafkaSink, Replacement};
 use super::topics::Topics;
 use crate::domain::Timestamp;
+use crate::support::sleep_or_stop;
 
 /// What the last check found.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -31,6 +32,17 @@ pub struct KafkaStatus {
     pub last_error: Option<String>,
     /// When the last check finished; absent before the first.
     pub checked_at: Option<Timestamp>,
+    /// The fatal errors the idempotent producer has hit since the service started; each time
+    /// it was replaced by a new one.
+    pub producer_fatal_errors: FatalErrors,
+}
+
+/// How often the producer hit a fatal error, and the last one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+pub struct FatalErrors {
+    pub count: u64,
+    /// The last error, and whether a new producer took over.
+    pub last: Option<Replacement>,
 }
 
 impl KafkaStatus {
@@ -43,18 +55,29 @@ impl KafkaStatus {
             missing_dead_letter_topics: topics.dead_letters(),
             last_error: Some("not checked yet".to_owned()),
             checked_at: None,
+            producer_fatal_errors: FatalErrors::default(),
         }
     }
 
-    /// Events can be published: the cluster answers and has all the topics.
+    /// Events can be published: the cluster answers and has the event topics.
     pub fn is_healthy(&self) -> bool {
         self.reachable && self.missing_topics.is_empty()
     }
+
+    /// Whether the process can still publish at all: false once the producer hit a fatal error
+    /// and no new one could be made, so that liveness fails and the service is restarted.
+    pub fn is_alive(&self) -> bool {
+        self.producer_fatal_errors
+            .last
+            .as_ref()
+            .is_none_or(|last| last.replaced)
+    }
 }
 
-/// Checks the cluster every `interval` until `stop` is cancelled, publishing each result.
+/// Checks the cluster every `interval` until `stop` is cancelled, publishing each result. A
+/// producer found with a fatal error is replaced first.
 pub async fn run_checks(
-    producer: FutureProducer<StatsContext>,
+    sink: Arc<KafkaSink>,
     topics: Topics,
     interval: Duration,
     status: watch::Sender<KafkaStatus>,
@@ -62,14 +85,20 @@ pub async fn run_checks(
 ) {
     // A check may take as long as the interval, and never less than a round trip needs.
     let timeout = interval.max(Duration::from_millis(500));
+    let mut fatal_errors = FatalErrors::default();
     loop {
-        let producer = producer.clone();
+        if let Some(replacement) = sink.replace_if_fatal() {
+            fatal_errors.count += 1;
+            fatal_errors.last = Some(replacement);
+        }
+        let producer = sink.producer();
         let wanted = topics.clone();
         let check = tokio::task::spawn_blocking(move || check(&producer, &wanted, timeout));
-        let next = match check.await {
+        let mut next = match check.await {
             Ok(next) => next,
             Err(join_error) => failed(&topics, format!("the health check panicked: {join_error}")),
         };
+        next.producer_fatal_errors = fatal_errors.clone();
         if next.reachable != status.borrow().reachable {
             if next.reachable {
                 tracing::info!("Kafka is reachable ({} brokers)", next.brokers);
@@ -81,26 +110,13 @@ pub async fn run_checks(
             }
         }
         status.send_replace(next);
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
+        if !sleep_or_stop(interval, &stop).await {
+            return;
         }
     }
 }
 
-fn check(
-    producer: &FutureProducer<StatsContext>,
-    topics: &Topics,
-    timeout: Duration,
-) -> KafkaStatus {
-    // An idempotent producer that hit a fatal error (say, an out-of-order sequence) refuses
-    // every record from then on: the service cannot publish until it is restarted.
-    if let Some((code, reason)) = producer.client().fatal_error() {
-        return failed(
-            topics,
-            format!("the producer hit a fatal error ({code}: {reason}); restart the service"),
-        );
-    }
+fn check(producer: &KafkaProducer, topics: &Topics, timeout: Duration) -> KafkaStatus {
     match producer.client().fetch_metadata(None, timeout) {
         Ok(metadata) => {
             let present = |name: &String| {
@@ -117,6 +133,7 @@ fn check(
                 missing_dead_letter_topics: missing(topics.dead_letters()),
                 last_error: None,
                 checked_at: Some(Timestamp::now()),
+                producer_fatal_errors: FatalErrors::default(),
             }
         }
         Err(error) => failed(topics, error.to_string()),

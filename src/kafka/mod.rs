@@ -1,14 +1,23 @@
-//! Everything that talks to Kafka: client settings, the producer behind the [`EventPublisher`]
-//! trait, topic creation, the background health check and librdkafka's statistics.
+//! Everything that talks to Kafka: client settings, publishing (the [`Publisher`] over a
+//! [`Sink`], the rdkafka producer as the real one), records and their headers, topic creation,
+//! the background health check, trace context in records, and librdkafka's statistics.
 
 pub mod client;
+pub mod headers;
 pub mod health;
+mod metrics;
 mod producer;
 mod publisher;
+mod record;
 pub mod stats;
 pub mod topics;
+pub mod trace;
 
 pub use health::KafkaStatus;
-pub use producer::KafkaPublisher;
-pub use publisher::{Delivery, EventPublisher, OutgoingRecord, PublishError, Rejection, headers};
+pub use metrics::ProduceMetrics;
+pub use producer::{KafkaProducer, KafkaSink, Replacement};
+pub use publisher::{
+    Delivery, PendingDelivery, PublishError, Publisher, QueueLevel, Rejection, Sink,
+};
+pub use record::{CLOUDEVENTS_SPEC_VERSION, HeaderText, OutgoingRecord};
 pub use stats::StatsContext;

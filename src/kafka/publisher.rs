@@ -1,112 +1,15 @@
-//! What the HTTP edge needs from Kafka, as a trait: the rdkafka producer implements it for real,
-//! and router tests use an in-memory fake.
+//! Publishing records and learning where they were stored. [`Publisher`] holds what every way of
+//! publishing shares: the batch rules, the produce metrics. Beneath it a [`Sink`] queues records:
+//! the rdkafka producer for real ([`super::KafkaSink`]), an in-memory fake in tests, so that
+//! router tests run the same batch and metrics code as the service.
 
-use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use chrono::SecondsFormat;
+use futures::future::{BoxFuture, join_all};
 
-use crate::domain::{Event, EventPayload, MovieAction, PaymentStatus, UserAction};
-
-/// One record ready to be produced.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutgoingRecord {
-    pub topic: String,
-    /// The entity id, so that one entity's events share a partition and keep their order.
-    pub key: Option<Vec<u8>>,
-    /// The event JSON, byte for byte as returned to the client.
-    pub value: Vec<u8>,
-    /// The service's own headers. Fixed values are borrowed, not copied for every record.
-    pub headers: Vec<(&'static str, Cow<'static, str>)>,
-    /// Headers taken over from another record, byte for byte (a value may be null), written
-    /// before `headers`: a dead letter keeps those of the record it stands for.
-    pub copied_headers: Vec<(String, Option<Vec<u8>>)>,
-}
-
-/// The header names every record carries: the service's own, and the CloudEvents attributes of
-/// the Kafka protocol binding's binary mode (`ce_` and the attribute's name; `content-type` is
-/// `datacontenttype`).
-pub mod headers {
-    pub const EVENT_ID: &str = "event-id";
-    pub const EVENT_TYPE: &str = "event-type";
-    pub const EVENT_ACTION: &str = "event-action";
-    pub const CONTENT_TYPE: &str = "content-type";
-    pub const CE_SPECVERSION: &str = "ce_specversion";
-    pub const CE_ID: &str = "ce_id";
-    pub const CE_SOURCE: &str = "ce_source";
-    pub const CE_TYPE: &str = "ce_type";
-    pub const CE_TIME: &str = "ce_time";
-}
-
-/// The version of the CloudEvents specification the `ce_*` headers follow.
-pub const CLOUDEVENTS_SPEC_VERSION: &str = "1.0";
-
-impl OutgoingRecord {
-    /// The record for `event`, whose serialised form is `value`, on the topic for its type. It is
-    /// also a CloudEvent from `source` in binary mode: the headers carry its attributes and the
-    /// value, the whole envelope, is its data.
-    pub fn for_event(event: &Event, value: Vec<u8>, topic: String, source: &'static str) -> Self {
-        let id = event.id.to_string();
-        // Written as serde writes the envelope's `timestamp`, so the two strings are equal.
-        let time = event
-            .timestamp
-            .get()
-            .to_rfc3339_opts(SecondsFormat::AutoSi, true);
-        Self {
-            topic,
-            key: Some(event.payload.entity_id().to_string().into_bytes()),
-            value,
-            headers: vec![
-                (headers::EVENT_ID, Cow::Owned(id.clone())),
-                (
-                    headers::EVENT_TYPE,
-                    Cow::Borrowed(event.event_type.as_str()),
-                ),
-                (headers::EVENT_ACTION, Cow::Borrowed(event.payload.action())),
-                (headers::CONTENT_TYPE, Cow::Borrowed("application/json")),
-                (
-                    headers::CE_SPECVERSION,
-                    Cow::Borrowed(CLOUDEVENTS_SPEC_VERSION),
-                ),
-                (headers::CE_ID, Cow::Owned(id)),
-                (headers::CE_SOURCE, Cow::Borrowed(source)),
-                (
-                    headers::CE_TYPE,
-                    Cow::Borrowed(cloudevents_type(&event.payload)),
-                ),
-                (headers::CE_TIME, Cow::Owned(time)),
-            ],
-            copied_headers: Vec::new(),
-        }
-    }
-}
-
-/// The CloudEvents `type` of an event, `com.cinemaabyss.<type>.<action>`. Spelled out rather
-/// than formatted per record; the compiler sees that every action has one, a test that each is
-/// spelled right.
-fn cloudevents_type(payload: &EventPayload) -> &'static str {
-    match payload {
-        EventPayload::Movie(e) => match e.action {
-            MovieAction::Viewed => "com.cinemaabyss.movie.viewed",
-            MovieAction::Rated => "com.cinemaabyss.movie.rated",
-            MovieAction::Added => "com.cinemaabyss.movie.added",
-            MovieAction::Updated => "com.cinemaabyss.movie.updated",
-            MovieAction::Deleted => "com.cinemaabyss.movie.deleted",
-        },
-        EventPayload::User(e) => match e.action {
-            UserAction::Registered => "com.cinemaabyss.user.registered",
-            UserAction::LoggedIn => "com.cinemaabyss.user.logged_in",
-            UserAction::UpdatedProfile => "com.cinemaabyss.user.updated_profile",
-            UserAction::Deleted => "com.cinemaabyss.user.deleted",
-        },
-        EventPayload::Payment(e) => match e.status {
-            PaymentStatus::Completed => "com.cinemaabyss.payment.completed",
-            PaymentStatus::Failed => "com.cinemaabyss.payment.failed",
-            PaymentStatus::Pending => "com.cinemaabyss.payment.pending",
-            PaymentStatus::Refunded => "com.cinemaabyss.payment.refunded",
-        },
-    }
-}
+use super::metrics::ProduceMetrics;
+use super::record::OutgoingRecord;
 
 /// Where Kafka stored a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +19,7 @@ pub struct Delivery {
 }
 
 /// Why a record was not stored. Whether it may have been stored anyway is said per variant.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
     /// The producer's queue is full: nothing was sent; the client may retry later.
     #[error("the Kafka producer's queue is full")]
@@ -152,126 +55,112 @@ impl PublishError {
     pub fn is_retryable(&self) -> bool {
         !matches!(self, PublishError::Rejected { .. })
     }
+
+    /// The `result` label of the produce counter.
+    pub fn label(&self) -> &'static str {
+        match self {
+            PublishError::QueueFull => "queue_full",
+            PublishError::TimedOut(_) => "timed_out",
+            PublishError::Failed(_) | PublishError::Rejected { .. } => "failed",
+        }
+    }
 }
 
-/// Publishes records and reports where they were stored.
-#[async_trait]
-pub trait EventPublisher: Send + Sync + 'static {
-    /// Resolves once the broker has acknowledged the record (acks=all) or it has failed; never
-    /// later than the configured delivery timeout.
-    async fn publish(&self, record: OutgoingRecord) -> Result<Delivery, PublishError>;
+/// The broker's acknowledgement of an enqueued record, or its failure; never later than the
+/// delivery timeout.
+pub type PendingDelivery = BoxFuture<'static, Result<Delivery, PublishError>>;
 
-    /// Publishes `records` concurrently, with one result per record in their order. Fails as a
-    /// whole, publishing nothing, only when the batch cannot be taken on now
-    /// ([`PublishError::QueueFull`]).
-    async fn publish_batch(
+/// A queue of records on their way to Kafka.
+pub trait Sink: Send + Sync + 'static {
+    /// Hands `record` over without waiting for anything; [`PublishError::QueueFull`] at once
+    /// when there is no room.
+    fn enqueue(&self, record: &OutgoingRecord) -> Result<PendingDelivery, PublishError>;
+
+    /// Records awaiting the broker's acknowledgement now, and the most the queue holds.
+    fn queue(&self) -> QueueLevel;
+}
+
+/// How full a sink's queue is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLevel {
+    pub queued: usize,
+    pub capacity: usize,
+}
+
+/// Publishes records through a sink, counting every outcome.
+#[derive(Clone)]
+pub struct Publisher {
+    sink: Arc<dyn Sink>,
+    metrics: Arc<ProduceMetrics>,
+}
+
+impl Publisher {
+    pub fn new(sink: Arc<dyn Sink>, metrics: ProduceMetrics) -> Self {
+        Self {
+            sink,
+            metrics: Arc::new(metrics),
+        }
+    }
+
+    /// Resolves once the broker has acknowledged the record (acks=all) or it has failed.
+    pub async fn publish(&self, record: OutgoingRecord) -> Result<Delivery, PublishError> {
+        let started = Instant::now();
+        let topic = record.topic.clone();
+        let result = match self.sink.enqueue(&record) {
+            // Only the topic is needed while Kafka is awaited; the sink has its own copy.
+            Ok(pending) => {
+                drop(record);
+                pending.await
+            }
+            Err(error) => Err(error),
+        };
+        self.metrics.record(&topic, &result, started.elapsed());
+        result
+    }
+
+    /// Publishes `records` concurrently, with one result per record in their order. Every record
+    /// is queued before any is awaited, so that the batch travels together. Fails as a whole,
+    /// publishing nothing, only when the queue has no room for all of them now
+    /// ([`PublishError::QueueFull`]); other requests may still fill the queue meanwhile, and
+    /// those records then fail one by one.
+    pub async fn publish_batch(
         &self,
         records: Vec<OutgoingRecord>,
     ) -> Result<Vec<Result<Delivery, PublishError>>, PublishError> {
-        Ok(futures::future::join_all(records.into_iter().map(|r| self.publish(r))).await)
-    }
-
-    /// Records awaiting the broker's acknowledgement now, when the publisher knows (for
-    /// `/metrics`).
-    fn queued(&self) -> Option<u64> {
-        None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::{EventType, Timestamp};
-    use serde_json::{Value, json};
-
-    const SOURCE: &str = "/cinemaabyss/test";
-
-    fn event(event_type: EventType, body: Value) -> Event {
-        let received = chrono::DateTime::parse_from_rfc3339("2025-01-01T10:00:00.25Z")
-            .unwrap()
-            .to_utc();
-        let payload = EventPayload::parse(event_type, body.as_object().unwrap(), received.into())
-            .expect("a valid event");
-        Event::new(payload, received.into())
-    }
-
-    fn header<'a>(record: &'a OutgoingRecord, name: &str) -> &'a Cow<'static, str> {
-        let mut found = record.headers.iter().filter(|(k, _)| *k == name);
-        let (_, value) = found.next().unwrap_or_else(|| panic!("no {name} header"));
-        assert!(found.next().is_none(), "{name} appears twice");
-        value
-    }
-
-    #[test]
-    fn an_event_record_is_a_cloudevent_in_binary_mode() {
-        let body = json!({"payment_id": 456, "user_id": 123, "amount": 99.99,
-                          "status": "completed", "timestamp": "2024-12-31T23:00:00+01:00"});
-        let event = event(EventType::Payment, body);
-        let value = serde_json::to_vec(&event).unwrap();
-        let record = OutgoingRecord::for_event(&event, value.clone(), "t".into(), SOURCE);
-
-        assert_eq!(record.value, value, "the data is the envelope, unchanged");
-        assert_eq!(header(&record, "ce_specversion"), "1.0");
-        assert_eq!(header(&record, "ce_id"), &event.id.to_string());
-        assert_eq!(header(&record, "ce_source"), SOURCE);
-        assert_eq!(
-            header(&record, "ce_type"),
-            "com.cinemaabyss.payment.completed"
-        );
-        assert_eq!(header(&record, "content-type"), "application/json");
-        let envelope: Value = serde_json::from_slice(&value).unwrap();
-        let time = header(&record, "ce_time");
-        assert_eq!(time, envelope["timestamp"].as_str().unwrap());
-        assert_eq!(
-            time, "2025-01-01T10:00:00.250Z",
-            "the envelope's time of receipt"
-        );
-        assert_eq!(
-            chrono::DateTime::parse_from_rfc3339(time).unwrap(),
-            event.timestamp.get()
-        );
-        // The service's own headers stay as they were.
-        assert_eq!(header(&record, "event-id"), &event.id.to_string());
-        assert_eq!(header(&record, "event-type"), "payment");
-        assert_eq!(header(&record, "event-action"), "completed");
-    }
-
-    #[test]
-    fn only_the_id_and_time_headers_are_allocated_per_record() {
-        let event = event(
-            EventType::Movie,
-            json!({"movie_id": 1, "title": "The Matrix", "action": "viewed"}),
-        );
-        let record = OutgoingRecord::for_event(&event, Vec::new(), "t".into(), SOURCE);
-        let owned: Vec<_> = record
-            .headers
-            .iter()
-            .filter(|(_, v)| matches!(v, Cow::Owned(_)))
-            .map(|(k, _)| *k)
-            .collect();
-        assert_eq!(owned, ["event-id", "ce_id", "ce_time"]);
-    }
-
-    #[test]
-    fn every_action_has_its_cloudevents_type() {
-        let bodies = [
-            (EventType::Movie, &MovieAction::NAMES[..], "action"),
-            (EventType::User, &UserAction::NAMES[..], "action"),
-            (EventType::Payment, &PaymentStatus::NAMES[..], "status"),
-        ];
-        for (event_type, actions, field) in bodies {
-            for action in actions {
-                let mut body = json!({"movie_id": 1, "title": "t", "rating": 5, "user_id": 2,
-                                      "payment_id": 3, "amount": 1});
-                body[field] = json!(action);
-                let received = Timestamp::now();
-                let payload = EventPayload::parse(event_type, body.as_object().unwrap(), received)
-                    .expect("a valid event");
-                assert_eq!(
-                    cloudevents_type(&payload),
-                    format!("com.cinemaabyss.{event_type}.{action}")
-                );
+        let level = self.sink.queue();
+        if level.queued + records.len() > level.capacity {
+            for record in &records {
+                self.metrics
+                    .record(&record.topic, &Err(PublishError::QueueFull), Duration::ZERO);
             }
+            return Err(PublishError::QueueFull);
         }
+        let started = Instant::now();
+        let pending: Vec<_> = records
+            .iter()
+            .map(|record| self.sink.enqueue(record))
+            .collect();
+        let outcomes = pending.into_iter().zip(records).map(|(pending, record)| {
+            let topic = record.topic;
+            async move {
+                let result = match pending {
+                    Ok(delivery) => delivery.await,
+                    Err(error) => Err(error),
+                };
+                self.metrics.record(&topic, &result, started.elapsed());
+                result
+            }
+        });
+        Ok(join_all(outcomes).await)
+    }
+
+    /// Records awaiting the broker's acknowledgement now.
+    pub fn queued(&self) -> usize {
+        self.sink.queue().queued
+    }
+
+    /// Sets the queue gauge to the records awaiting acknowledgement now (when scraped).
+    pub fn sample_queue(&self) {
+        self.metrics.queued(self.queued());
     }
 }

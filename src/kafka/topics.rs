@@ -1,5 +1,6 @@
 //! Creates the service's topics through the admin API, since brokers may not create them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,24 +15,33 @@ use crate::domain::EventType;
 /// The names of the service's topics, one per event type, under the configured prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
-    names: [String; 3],
+    movie: Arc<str>,
+    user: Arc<str>,
+    payment: Arc<str>,
 }
 
 impl Topics {
     pub fn new(prefix: &str) -> Self {
+        let name = |t: EventType| format!("{prefix}{}", t.topic_suffix()).into();
         Self {
-            names: EventType::ALL.map(|t| format!("{prefix}{}", t.topic_suffix())),
+            movie: name(EventType::Movie),
+            user: name(EventType::User),
+            payment: name(EventType::Payment),
         }
     }
 
-    /// The topic events of `event_type` go to.
-    pub fn topic(&self, event_type: EventType) -> &str {
-        &self.names[event_type as usize]
+    /// The topic events of `event_type` go to, shared by every record.
+    pub fn topic(&self, event_type: EventType) -> &Arc<str> {
+        match event_type {
+            EventType::Movie => &self.movie,
+            EventType::User => &self.user,
+            EventType::Payment => &self.payment,
+        }
     }
 
     /// The event topics.
-    pub fn all(&self) -> &[String] {
-        &self.names
+    pub fn all(&self) -> Vec<String> {
+        EventType::ALL.map(|t| self.topic(t).to_string()).to_vec()
     }
 
     /// Where the consumers put the records of `topic` they cannot process.
@@ -41,16 +51,12 @@ impl Topics {
 
     /// The dead-letter topics of the event topics.
     pub fn dead_letters(&self) -> Vec<String> {
-        self.names.iter().map(|t| Self::dead_letter(t)).collect()
+        self.all().iter().map(|t| Self::dead_letter(t)).collect()
     }
 
     /// Every topic the service needs: the event topics and their dead-letter topics.
     pub fn provisioned(&self) -> Vec<String> {
-        self.names
-            .iter()
-            .cloned()
-            .chain(self.dead_letters())
-            .collect()
+        self.all().into_iter().chain(self.dead_letters()).collect()
     }
 }
 
@@ -115,9 +121,9 @@ mod tests {
             plain.all(),
             ["movie-events", "user-events", "payment-events"]
         );
-        assert_eq!(plain.topic(EventType::Payment), "payment-events");
+        assert_eq!(&**plain.topic(EventType::Payment), "payment-events");
         assert_eq!(
-            Topics::new("test.").topic(EventType::User),
+            &**Topics::new("test.").topic(EventType::User),
             "test.user-events"
         );
         assert_eq!(

@@ -5,16 +5,21 @@
 //! Reporting never waits for a reader: a stream that falls behind the broadcast is dropped by its
 //! own side (see [`crate::http`]), so a slow client cannot slow the consumers.
 
+mod event;
 mod stats;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast;
 
-use crate::consumer::ProcessedEvent;
-pub use stats::{OTHER, PaymentTotals, Stats, StatsSnapshot, TypeCounts};
+use crate::support::lock;
+pub use event::{
+    MAX_KEY_BYTES, MAX_PAYLOAD_BYTES, OTHER, PAYLOAD_PREVIEW_BYTES, ProcessedEvent,
+    bounded_payload, prefix,
+};
+pub use stats::{PaymentTotals, Stats, StatsSnapshot, TypeCounts};
 
 /// An event as the live view keeps and sends it.
 pub type LiveEvent = Arc<ProcessedEvent>;
@@ -55,13 +60,10 @@ impl LiveView {
     /// Counts, keeps and announces a processed event.
     pub fn report(&self, event: ProcessedEvent) -> LiveEvent {
         let event = Arc::new(event);
-        let mut inner = self.lock();
-        inner.stats.record(
-            &event.event_type,
-            &event.action,
-            event.amount,
-            unix_seconds(),
-        );
+        let mut inner = lock(&self.inner);
+        inner
+            .stats
+            .record(event.event_type, event.action, event.amount, unix_seconds());
         inner.recent_bytes += event.size();
         inner.recent.push_back(event.clone());
         while inner.recent.len() > self.capacity || inner.recent_bytes > MAX_RECENT_BYTES {
@@ -83,7 +85,7 @@ impl LiveView {
         &self,
         last_id: Option<&str>,
     ) -> (Vec<LiveEvent>, broadcast::Receiver<LiveEvent>) {
-        let inner = self.lock();
+        let inner = lock(&self.inner);
         let receiver = self.broadcast.subscribe();
         let start = last_id
             .and_then(|id| inner.recent.iter().rposition(|e| e.stream_id() == id))
@@ -97,14 +99,7 @@ impl LiveView {
     }
 
     pub fn stats(&self) -> StatsSnapshot {
-        self.lock().stats.snapshot(unix_seconds())
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic elsewhere cannot leave counters in a state worse than slightly off.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.inner).stats.snapshot(unix_seconds())
     }
 }
 

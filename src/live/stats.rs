@@ -7,13 +7,11 @@ use std::collections::VecDeque;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::{Amount, EventType};
+use super::event::OTHER;
+use crate::domain::{Amount, EventAction, EventType};
 
 /// The seconds the rate is kept for.
 const RATE_WINDOW_SECONDS: usize = 60;
-/// What an unknown type or action is counted as: records written to the topics by others may
-/// hold anything, and the maps must stay bounded.
-pub const OTHER: &str = "other";
 
 /// The running totals. Kept bounded: types and actions are the domain's, plus [`OTHER`].
 #[derive(Debug)]
@@ -87,20 +85,31 @@ impl Stats {
         }
     }
 
-    /// Counts one event of `event_type` with `action`, at Unix second `now`.
-    pub fn record(&mut self, event_type: &str, action: &str, amount: Option<f64>, now: u64) {
+    /// Counts one event of `event_type` with `action` (either one this version does not know,
+    /// as `other`), at Unix second `now`.
+    pub fn record(
+        &mut self,
+        event_type: Option<EventType>,
+        action: Option<EventAction>,
+        amount: Option<f64>,
+        now: u64,
+    ) {
         self.processed += 1;
-        let known = EventType::from_name(event_type);
-        let type_name = known.map_or(OTHER, EventType::as_str);
-        let action = known
-            .and_then(|t| t.action_names().iter().find(|a| **a == action))
-            .copied()
-            .unwrap_or(OTHER);
+        let type_name = event_type.map_or(OTHER, EventType::as_str);
+        // An action counts under its own type only.
+        let action = action.filter(|a| Some(a.event_type()) == event_type);
         let counts = self.by_type.entry(type_name).or_default();
         counts.total += 1;
-        *counts.by_action.entry(action).or_default() += 1;
-        if known == Some(EventType::Payment) {
-            let totals = self.payments.entry(action).or_default();
+        *counts
+            .by_action
+            .entry(action.map_or(OTHER, EventAction::as_str))
+            .or_default() += 1;
+        if event_type == Some(EventType::Payment) {
+            let status = match action {
+                Some(EventAction::Payment(status)) => status.as_str(),
+                _ => OTHER,
+            };
+            let totals = self.payments.entry(status).or_default();
             totals.count += 1;
             // Records written by other producers may hold any number: only a valid amount is
             // summed, so that the sum stays finite (and JSON, which has no infinity, can say it).
@@ -152,15 +161,28 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::MovieAction;
+    use crate::domain::PaymentStatus::{self, Completed, Refunded};
+
+    const MOVIE: Option<EventType> = Some(EventType::Movie);
+    const PAYMENT: Option<EventType> = Some(EventType::Payment);
+
+    fn viewed() -> Option<EventAction> {
+        Some(EventAction::Movie(MovieAction::Viewed))
+    }
+
+    fn status(status: PaymentStatus) -> Option<EventAction> {
+        Some(EventAction::Payment(status))
+    }
 
     #[test]
     fn events_are_counted_by_type_and_action_and_payments_summed_by_status() {
         let mut stats = Stats::new(1000);
-        stats.record("movie", "viewed", None, 1000);
-        stats.record("movie", "viewed", None, 1000);
-        stats.record("payment", "completed", Some(10.5), 1001);
-        stats.record("payment", "completed", Some(4.5), 1001);
-        stats.record("payment", "refunded", Some(3.0), 1001);
+        stats.record(MOVIE, viewed(), None, 1000);
+        stats.record(MOVIE, viewed(), None, 1000);
+        stats.record(PAYMENT, status(Completed), Some(10.5), 1001);
+        stats.record(PAYMENT, status(Completed), Some(4.5), 1001);
+        stats.record(PAYMENT, status(Refunded), Some(3.0), 1001);
         let snapshot = stats.snapshot(1001);
         assert_eq!(snapshot.processed_total, 5);
         assert_eq!(snapshot.by_type["movie"].total, 2);
@@ -185,7 +207,7 @@ mod tests {
             -5.0,
             2.5,
         ] {
-            stats.record("payment", "completed", Some(amount), 0);
+            stats.record(PAYMENT, status(Completed), Some(amount), 0);
         }
         let snapshot = stats.snapshot(0);
         assert_eq!(snapshot.payments["completed"].count, 7);
@@ -197,14 +219,15 @@ mod tests {
     #[test]
     fn unknown_types_and_actions_are_counted_as_other_and_keep_the_maps_bounded() {
         let mut stats = Stats::new(0);
-        for i in 0..100 {
-            stats.record(&format!("type-{i}"), "x", None, 0);
-            stats.record("movie", &format!("action-{i}"), None, 0);
+        for _ in 0..100 {
+            stats.record(None, viewed(), None, 0);
+            stats.record(MOVIE, None, None, 0);
+            stats.record(MOVIE, status(Completed), None, 0);
         }
         let snapshot = stats.snapshot(0);
         assert_eq!(snapshot.by_type.len(), 4, "{:?}", snapshot.by_type.keys());
         assert_eq!(snapshot.by_type[OTHER].total, 100);
-        assert_eq!(snapshot.by_type["movie"].by_action[OTHER], 100);
+        assert_eq!(snapshot.by_type["movie"].by_action[OTHER], 200);
         assert_eq!(snapshot.by_type["movie"].by_action.len(), 6);
     }
 
@@ -213,7 +236,7 @@ mod tests {
         let mut stats = Stats::new(0);
         for second in 0..120 {
             for _ in 0..(second % 3) {
-                stats.record("user", "registered", None, second);
+                stats.record(Some(EventType::User), None, None, second);
             }
         }
         let snapshot = stats.snapshot(119);

@@ -1,159 +1,200 @@
-//! What the in-process HTTP tests share: an in-memory publisher standing in for Kafka, the
-//! router over it, and the seed's example events.
+//! What the in-process HTTP tests share: an in-memory sink standing in for Kafka (an outcome per
+//! record), the router built over it exactly as the service builds its own
+//! ([`AppState::new`] from a configuration), and the seed's example events.
 
 // Each test binary uses its own part of these helpers.
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use events_service::Config;
-use events_service::config::DEFAULT_CLOUDEVENTS_SOURCE;
 use events_service::consumer::HeldPartitions;
-use events_service::http::{
-    AppState, Authenticator, IdempotencyStore, InflightBytes, Limits, Live, RateLimit, StreamSlots,
-    router,
-};
+use events_service::http::{AppState, Dependencies, router};
 use events_service::kafka::topics::Topics;
-use events_service::kafka::{Delivery, EventPublisher, KafkaStatus, OutgoingRecord, PublishError};
+use events_service::kafka::{
+    Delivery, KafkaStatus, OutgoingRecord, PendingDelivery, ProduceMetrics, PublishError,
+    Publisher, QueueLevel, Rejection, Sink,
+};
 use events_service::live::LiveView;
+use events_service::telemetry::Metrics;
+use futures::FutureExt;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-/// What the fake publisher answers.
-#[derive(Clone, Copy)]
+/// What the fake sink does with a record.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Outcome {
     Stored,
     QueueFull,
     TimedOut,
+    /// Kafka failed (worth retrying).
+    Failed,
+    /// Kafka refused the record for good (too large).
+    Rejected,
+    /// Kafka never answers.
     Hang,
-    /// The publisher panics, as a bug in a handler would.
+    /// The sink panics, as a bug would.
     Panic,
 }
 
-pub struct FakePublisher {
-    outcome: Outcome,
+/// Decides each record's outcome from how many records came before it.
+type Decide = Box<dyn Fn(usize) -> Outcome + Send + Sync>;
+
+pub struct FakeSink {
+    decide: Decide,
     published: Mutex<Vec<OutgoingRecord>>,
-    /// Calls of `publish` so far, stored or not.
+    /// Records enqueued so far, whatever became of them.
     pub calls: AtomicUsize,
+    /// How many records the queue holds; `queued` are in it already.
+    pub capacity: usize,
+    pub queued: AtomicUsize,
 }
 
-#[async_trait]
-impl EventPublisher for FakePublisher {
-    async fn publish(&self, record: OutgoingRecord) -> Result<Delivery, PublishError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        match self.outcome {
+impl Sink for FakeSink {
+    fn enqueue(&self, record: &OutgoingRecord) -> Result<PendingDelivery, PublishError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        let outcome = match (self.decide)(n) {
             Outcome::Stored => {
                 let mut published = self.published.lock().unwrap();
-                published.push(record);
+                published.push(record.clone());
                 Ok(Delivery {
                     partition: 2,
                     offset: published.len() as i64 + 40,
                 })
             }
-            Outcome::QueueFull => Err(PublishError::QueueFull),
+            Outcome::QueueFull => return Err(PublishError::QueueFull),
             Outcome::TimedOut => Err(PublishError::TimedOut(5000)),
-            Outcome::Hang => std::future::pending().await,
-            Outcome::Panic => panic!("the fake publisher panics"),
+            Outcome::Failed => Err(PublishError::Failed(
+                "Broker: Not leader for partition".into(),
+            )),
+            Outcome::Rejected => Err(PublishError::Rejected {
+                reason: Rejection::TooLarge,
+                message: "Broker: Message size too large".into(),
+            }),
+            Outcome::Hang => return Ok(std::future::pending().boxed()),
+            Outcome::Panic => panic!("the fake sink panics"),
+        };
+        Ok(std::future::ready(outcome).boxed())
+    }
+
+    fn queue(&self) -> QueueLevel {
+        QueueLevel {
+            queued: self.queued.load(Ordering::SeqCst),
+            capacity: self.capacity,
         }
     }
 }
 
-pub struct TestApp {
+/// The router of a service, in-process, over a fake sink.
+pub struct TestRouter {
     pub router: axum::Router,
-    pub publisher: Arc<FakePublisher>,
+    pub sink: Arc<FakeSink>,
     pub status: watch::Sender<KafkaStatus>,
     /// What the stream and statistics routes read; tests report processed events into it.
     pub live: Arc<LiveView>,
+    pub metrics: Metrics,
+    pub state: AppState,
 }
 
-/// Event streams a test app serves at once.
+/// What every test router is configured with, before a test's own variables.
+pub const TEST_VARS: &[(&str, &str)] = &[
+    ("HTTP_MAX_CONCURRENT_REQUESTS", "64"),
+    ("BATCH_MAX_EVENTS", "10"),
+    ("STREAM_MAX_CLIENTS", "2"),
+    ("STREAM_MAX_PER_CLIENT", "3"),
+    ("IDEMPOTENCY_WINDOW_SECS", "60"),
+    ("IDEMPOTENCY_MAX_BYTES", "1048576"),
+];
+
+/// Publishing requests a test router serves at once (`HTTP_MAX_CONCURRENT_REQUESTS`).
+pub const CONCURRENT_REQUESTS: usize = 64;
+/// Event streams a test router serves at once (`STREAM_MAX_CLIENTS`).
 pub const STREAM_SLOTS: usize = 2;
 
-pub fn app_with(outcome: Outcome, limits: Limits) -> TestApp {
-    secured_app_with(outcome, limits, None, None)
+/// The router as the service would build it from `vars` (over [`TEST_VARS`]), with every record
+/// meeting `outcome`.
+pub fn app_from_vars(vars: &[(&str, &str)], outcome: Outcome) -> TestRouter {
+    app_deciding(vars, move |_| outcome)
 }
 
-/// The app as the service would build it from the configuration `vars` (authentication, rate
-/// limit), over an in-memory publisher.
-pub fn app_from_vars(vars: &[(&str, &str)], outcome: Outcome, limits: Limits) -> TestApp {
-    let config = Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-        .expect("test configuration is valid");
-    let auth = Authenticator::from_config(&config.auth)
-        .expect("the keys load")
-        .map(Arc::new);
-    let rate_limit = config.rate_limit.map(|c| Arc::new(RateLimit::new(c)));
-    secured_app_with(outcome, limits, auth, rate_limit)
-}
-
-/// An app behind the given authentication and rate limit.
-pub fn secured_app_with(
-    outcome: Outcome,
-    limits: Limits,
-    auth: Option<Arc<Authenticator>>,
-    rate_limit: Option<Arc<RateLimit>>,
-) -> TestApp {
-    let publisher = Arc::new(FakePublisher {
-        outcome,
+/// The router as the service would build it from `vars` (over [`TEST_VARS`]); record `n` (from
+/// 0) meets `decide(n)`.
+pub fn app_deciding(
+    vars: &[(&str, &str)],
+    decide: impl Fn(usize) -> Outcome + Send + Sync + 'static,
+) -> TestRouter {
+    let config = Config::from_vars(
+        TEST_VARS
+            .iter()
+            .chain(vars)
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+    .expect("the test configuration is valid");
+    let sink = Arc::new(FakeSink {
+        decide: Box::new(decide),
         published: Mutex::new(Vec::new()),
         calls: AtomicUsize::new(0),
+        capacity: config.kafka.max_queued_events,
+        queued: AtomicUsize::new(0),
     });
-    let topics = Arc::new(Topics::new(""));
+    let metrics = Metrics::new();
+    let topics = Topics::new(&config.kafka.topic_prefix);
+    let publisher = Publisher::new(
+        sink.clone(),
+        ProduceMetrics::new(&metrics, &topics.provisioned()),
+    );
     let live = Arc::new(LiveView::new(100, 16));
     let (status, kafka_status) = watch::channel(KafkaStatus::unknown(&topics));
-    let state = AppState {
-        publisher: publisher.clone(),
-        topics,
-        kafka_status,
-        limits,
-        auth,
-        rate_limit,
-        idempotency: Arc::new(IdempotencyStore::new(Duration::from_secs(60), 1024 * 1024)),
-        cloudevents_source: DEFAULT_CLOUDEVENTS_SOURCE,
-        live: Live {
-            view: live.clone(),
-            stream_slots: Arc::new(StreamSlots::new(STREAM_SLOTS, STREAM_SLOTS + 1)),
+    let state = AppState::new(
+        &config,
+        Dependencies {
+            publisher,
+            kafka_status,
+            live: live.clone(),
+            held: HeldPartitions::default(),
+            metrics: metrics.clone(),
             closing: CancellationToken::new(),
         },
-        inflight: Arc::new(InflightBytes::new(64 * 1024 * 1024, limits.body_bytes)),
-        held: HeldPartitions::default(),
-    };
-    TestApp {
-        router: router(state),
-        publisher,
+    )
+    .expect("the test state builds");
+    TestRouter {
+        router: router(state.clone()),
+        sink,
         status,
         live,
+        metrics,
+        state,
     }
 }
 
-pub const LIMITS: Limits = Limits {
-    body_bytes: 1024 * 1024,
-    request_timeout: Duration::from_secs(5),
-    concurrent_requests: 64,
-    batch_max_events: 10,
-    dlq_max_hold: Duration::from_secs(60),
-};
-
-pub fn app(outcome: Outcome) -> TestApp {
-    app_with(outcome, LIMITS)
+pub fn app(outcome: Outcome) -> TestRouter {
+    app_from_vars(&[], outcome)
 }
 
-impl TestApp {
+impl TestRouter {
     pub async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let (status, headers, bytes) = self.send_raw(request).await;
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{status} body is not JSON ({e}): {bytes:?}"));
+        (status, headers, body)
+    }
+
+    /// The answer's status, headers and body bytes, as sent.
+    pub async fn send_raw(
+        &self,
+        request: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, axum::body::Bytes) {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|e| panic!("{status} body is not JSON ({e}): {bytes:?}"));
-        (status, headers, body)
+        (status, headers, bytes)
     }
 
     pub async fn post(&self, path: &str, body: impl Into<Body>) -> (StatusCode, Value) {
@@ -166,7 +207,19 @@ impl TestApp {
     }
 
     pub fn published(&self) -> Vec<OutgoingRecord> {
-        self.publisher.published.lock().unwrap().clone()
+        self.sink.published.lock().unwrap().clone()
+    }
+
+    pub fn calls(&self) -> usize {
+        self.sink.calls.load(Ordering::SeqCst)
+    }
+
+    /// The value of `series` (name and labels as rendered) in this router's own metrics.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        self.metrics
+            .render()
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 }
 

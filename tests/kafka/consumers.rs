@@ -85,7 +85,7 @@ async fn processed(app: &mut TestApp, id: &str) -> events_service::live::LiveEve
     tokio::time::timeout(DEADLINE, async {
         loop {
             match app.processed.recv().await {
-                Ok(event) if event.id == id => return event,
+                Ok(event) if event.id.to_string() == id => return event,
                 Ok(_) => continue,
                 Err(error) => panic!("the processed-event channel failed: {error}"),
             }
@@ -117,7 +117,7 @@ async fn the_built_in_consumers_process_an_event_posted_over_http() {
     );
     assert_eq!(processed.offset, response["offset"].as_i64().unwrap());
     assert_eq!(processed.key.as_deref(), Some("9"));
-    assert_eq!(processed.event_type, "payment");
+    assert_eq!(processed.type_name(), "payment");
     let payload: serde_json::Value = serde_json::from_str(processed.payload.get()).unwrap();
     assert_eq!(payload, response["event"]["payload"]);
 

@@ -221,39 +221,24 @@ async fn records_from_other_producers_forge_no_log_line_and_leave_the_statistics
 
     let producer = foreign_producer(&brokers);
     let forged_key = b"1\n2025-01-01T00:00:00.000000Z  INFO [EVENT PROCESSED] Type: forged-by-key";
-    let forged_id = "x\r\n2025-01-01T00:00:00.000000Z  INFO [PRODUCER] Published forged-by-id";
-    produce_to(
-        &producer,
-        &movies,
-        0,
-        forged_key,
-        &envelope(forged_id, "movie", movie_payload()),
-    )
-    .await;
+    // The envelope's id and time are typed (a UUID, RFC 3339): its type is the free text.
+    let forged_type = "x\r\n2025-01-01T00:00:00.000000Z  INFO [PRODUCER] Published forged-by-type";
+    let forged = uuid::Uuid::new_v4().to_string();
+    let value = envelope(&forged, forged_type, movie_payload());
+    produce_to(&producer, &movies, 0, forged_key, &value).await;
     for n in 0..2 {
         let payment =
             json!({"payment_id": n + 1, "user_id": 1, "amount": 1e308, "status": "completed"});
-        produce_to(
-            &producer,
-            &payments,
-            0,
-            b"1",
-            &envelope(&format!("big-{n}"), "payment", payment),
-        )
-        .await;
+        let value = envelope(&uuid::Uuid::new_v4().to_string(), "payment", payment);
+        produce_to(&producer, &payments, 0, b"1", &value).await;
     }
     let payment = json!({"payment_id": 9, "user_id": 1, "amount": 2.5, "status": "completed"});
-    produce_to(
-        &producer,
-        &payments,
-        0,
-        b"9",
-        &envelope("small", "payment", payment),
-    )
-    .await;
+    let small = uuid::Uuid::new_v4().to_string();
+    let value = envelope(&small, "payment", payment);
+    produce_to(&producer, &payments, 0, b"9", &value).await;
 
-    service.wait_for_line(|l| l.contains("[EVENT PROCESSED]") && l.contains("ID: small"));
-    service.wait_for_line(|l| l.contains("[EVENT PROCESSED]") && l.contains("forged-by-id"));
+    service.wait_for_line(|l| l.contains("[EVENT PROCESSED]") && l.contains(&small));
+    service.wait_for_line(|l| l.contains("[EVENT PROCESSED]") && l.contains(&forged));
     let output = service.output();
     for line in output.lines() {
         assert!(
@@ -264,11 +249,9 @@ async fn records_from_other_producers_forge_no_log_line_and_leave_the_statistics
     assert!(output.contains(
         r"Key: 1\n2025-01-01T00:00:00.000000Z  INFO [EVENT PROCESSED] Type: forged-by-key"
     ));
-    assert!(
-        output.contains(
-            r"ID: x\r\n2025-01-01T00:00:00.000000Z  INFO [PRODUCER] Published forged-by-id"
-        )
-    );
+    assert!(output.contains(
+        r"Type: x\r\n2025-01-01T00:00:00.000000Z  INFO [PRODUCER] Published forged-by-type"
+    ));
 
     let stats: Value = eventually("the statistics to count the payments", || async {
         let stats: Value = reqwest::get(format!("{}/api/events/stats", service.address))
@@ -295,15 +278,16 @@ async fn a_megabyte_payload_is_kept_cut_short_in_the_live_view_and_marked_so() {
     let producer = foreign_producer(&brokers);
     let payload =
         json!({"movie_id": 1, "title": "Huge", "action": "viewed", "blob": "b".repeat(1_000_000)});
+    let huge = uuid::Uuid::new_v4().to_string();
     produce_to(
         &producer,
         &topic,
         0,
         b"1",
-        &envelope("huge", "movie", payload),
+        &envelope(&huge, "movie", payload),
     )
     .await;
-    service.wait_for_line(|l| l.contains("[EVENT PROCESSED]") && l.contains("ID: huge"));
+    service.wait_for_line(|l| l.contains("[EVENT PROCESSED]") && l.contains(&huge));
 
     let response = reqwest::get(format!("{}/api/events/stream", service.address))
         .await
@@ -321,7 +305,7 @@ async fn a_megabyte_payload_is_kept_cut_short_in_the_live_view_and_marked_so() {
     })
     .await
     .expect("the kept event is replayed");
-    assert_eq!(event["id"], "huge");
+    assert_eq!(event["id"], huge);
     assert_eq!(event["truncated"], true);
     assert!(event["payload_bytes"].as_u64().unwrap() > 1_000_000);
     let preview = event["payload"].as_str().unwrap();

@@ -84,9 +84,9 @@ impl Processed {
                         .or_default()
                         .insert(event.topic.clone());
                     self.partitions
-                        .insert(event.id.clone(), (event.topic.clone(), event.partition));
+                        .insert(event.id.to_string(), (event.topic.clone(), event.partition));
                     self.by_id
-                        .entry(event.id.clone())
+                        .entry(event.id.to_string())
                         .or_default()
                         .push(instance);
                 }

@@ -12,7 +12,7 @@
 //! authentication is off; callers share the memory fairly ([`memory`]).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{Request, State};
@@ -79,10 +79,6 @@ impl Drop for Pending<'_> {
             .finish(&self.claim, self.answer.take(), Instant::now());
     }
 }
-
-/// How often answers older than the window are swept out of memory (those of a caller that
-/// comes back are dropped at once, on its next request).
-pub const EXPIRE_EVERY: Duration = Duration::from_secs(10);
 
 /// The middleware on the publishing routes.
 pub async fn idempotency(

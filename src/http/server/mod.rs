@@ -35,6 +35,8 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 pub use connection::{Closed, Deadlines};
+
+use super::metrics::HttpMetrics;
 use connection::{ConnectionState, Tracked, Watched};
 use io::WatchedIo;
 
@@ -73,6 +75,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ServerLimits,
+    metrics: Arc<HttpMetrics>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
@@ -109,15 +112,19 @@ pub async fn serve(
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             // Closing at once keeps the descriptors free for the connections already held.
-            crate::metrics::connection_closed(Closed::Limit.as_str());
+            metrics.closed(Closed::Limit);
             drop(stream);
             continue;
         };
         let router = router.clone();
-        let (builder, closing) = (builder.clone(), closing.clone());
+        let (builder, closing, metrics) = (builder.clone(), closing.clone(), metrics.clone());
         connections.spawn(async move {
             OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-            serve_connection(&builder, stream, peer, router, limits.deadlines, closing).await;
+            let closed =
+                serve_connection(&builder, stream, peer, router, limits.deadlines, closing).await;
+            if let Some(reason) = closed {
+                metrics.closed(reason);
+            }
             OPEN_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
             drop(slot);
         });
@@ -128,6 +135,7 @@ pub async fn serve(
     connections.wait().await;
 }
 
+/// Serves one connection until it ends; says why when the service closed it.
 async fn serve_connection(
     builder: &Builder<TokioExecutor>,
     stream: TcpStream,
@@ -135,7 +143,7 @@ async fn serve_connection(
     router: Router,
     deadlines: Deadlines,
     closing: CancellationToken,
-) {
+) -> Option<Closed> {
     // Answers are small and written whole: Nagle's algorithm would only delay them.
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!("Could not set TCP_NODELAY: {error}");
@@ -161,13 +169,14 @@ async fn serve_connection(
         }
     };
     match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(_)) if state.timed_out_writing() => {
-            crate::metrics::connection_closed(Closed::WriteTimeout.as_str());
-        }
+        Ok(Ok(())) => None,
+        Ok(Err(_)) if state.timed_out_writing() => Some(Closed::WriteTimeout),
         // A client that goes away is routine, not an error of ours.
-        Ok(Err(error)) => tracing::debug!("Connection from {peer} ended: {error}"),
-        Err(reason) => crate::metrics::connection_closed(reason.as_str()),
+        Ok(Err(error)) => {
+            tracing::debug!("Connection from {peer} ended: {error}");
+            None
+        }
+        Err(reason) => Some(reason),
     }
 }
 

@@ -1,0 +1,133 @@
+//! What the handlers share, and the one function that builds it from the configuration: the
+//! service's start-up and every test build it the same way, so a test cannot drift from what
+//! runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::admission::InflightBytes;
+use super::auth::Authenticator;
+use super::idempotency::IdempotencyStore;
+use super::live::{Live, StreamSlots};
+use super::metrics::HttpMetrics;
+use super::rate_limit::RateLimit;
+use crate::config::Config;
+use crate::consumer::HeldPartitions;
+use crate::kafka::topics::Topics;
+use crate::kafka::{KafkaStatus, Publisher};
+use crate::live::LiveView;
+use crate::telemetry::Metrics;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub publisher: Publisher,
+    pub topics: Arc<Topics>,
+    pub kafka_status: watch::Receiver<KafkaStatus>,
+    pub limits: Limits,
+    /// Checks credentials on every route but the open ones; `None` when authentication is off.
+    pub auth: Option<Arc<Authenticator>>,
+    /// Limits each client's publishing requests; `None` when rate limiting is off.
+    pub rate_limit: Option<Arc<RateLimit>>,
+    /// The remembered answers to requests with an `Idempotency-Key`.
+    pub idempotency: Arc<IdempotencyStore>,
+    /// The `ce_source` of every record (`CLOUDEVENTS_SOURCE`), shared by all of them.
+    pub cloudevents_source: Arc<str>,
+    /// The live view: the event stream and the statistics.
+    pub live: Live,
+    /// The request bytes the publishing requests in progress may still take.
+    pub inflight: Arc<InflightBytes>,
+    /// The partitions the consumers hold, for health.
+    pub held: HeldPartitions,
+    /// Everything the application records, rendered by `/metrics`.
+    pub metrics: Metrics,
+    pub http_metrics: Arc<HttpMetrics>,
+}
+
+/// The limits the router enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub body_bytes: usize,
+    pub request_timeout: Duration,
+    /// Event requests served at once; more are answered 503 at once.
+    pub concurrent_requests: usize,
+    pub batch_max_events: usize,
+    /// How long a consumer may hold a partition before health turns 503.
+    pub dlq_max_hold: Duration,
+}
+
+/// What the HTTP edge needs from the layers below, made by the composition root.
+pub struct Dependencies {
+    pub publisher: Publisher,
+    pub kafka_status: watch::Receiver<KafkaStatus>,
+    pub live: Arc<LiveView>,
+    pub held: HeldPartitions,
+    pub metrics: Metrics,
+    /// Cancelled at shutdown: open streams end.
+    pub closing: CancellationToken,
+}
+
+impl AppState {
+    /// The state `config` asks for, over `dependencies`. Fails when a configured key cannot be
+    /// read (`AUTH_JWT_RS256_PUBLIC_KEY_FILE`).
+    pub fn new(config: &Config, dependencies: Dependencies) -> anyhow::Result<Self> {
+        let auth = Authenticator::from_config(&config.auth)?.map(Arc::new);
+        let rate_limit = config.rate_limit.map(|c| Arc::new(RateLimit::new(c)));
+        let http = &config.http;
+        Ok(Self {
+            publisher: dependencies.publisher,
+            topics: Arc::new(Topics::new(&config.kafka.topic_prefix)),
+            kafka_status: dependencies.kafka_status,
+            limits: Limits {
+                body_bytes: http.body_limit_bytes,
+                request_timeout: http.request_timeout,
+                concurrent_requests: http.max_concurrent_requests,
+                batch_max_events: http.batch_max_events,
+                dlq_max_hold: config.kafka.dlq_max_hold,
+            },
+            auth,
+            rate_limit,
+            idempotency: Arc::new(IdempotencyStore::new(
+                http.idempotency_window,
+                http.idempotency_max_bytes,
+            )),
+            cloudevents_source: config.kafka.cloudevents_source.as_str().into(),
+            live: Live {
+                view: dependencies.live,
+                stream_slots: Arc::new(StreamSlots::new(
+                    http.stream_max_clients,
+                    http.stream_max_per_client,
+                )),
+                closing: dependencies.closing,
+            },
+            inflight: Arc::new(InflightBytes::new(
+                http.max_inflight_bytes,
+                http.body_limit_bytes,
+            )),
+            held: dependencies.held,
+            http_metrics: Arc::new(HttpMetrics::new(&dependencies.metrics)),
+            metrics: dependencies.metrics,
+        })
+    }
+
+    /// One line each for the start-up log: authentication and rate limiting, on or off.
+    pub fn describe(&self, config: &Config) -> Vec<String> {
+        let mut lines = vec![match &self.auth {
+            Some(auth) => format!("HTTP authentication on: {}", auth.describe()),
+            None => "HTTP authentication off: every route is open".to_owned(),
+        }];
+        if self.auth.is_some() && config.auth.jwt_enabled() && config.auth.jwt_audience.is_none() {
+            lines.push(
+                "AUTH_JWT_AUDIENCE is not set: bearer tokens issued for any audience are accepted"
+                    .to_owned(),
+            );
+        }
+        if let Some(rate_limit) = &self.rate_limit {
+            lines.push(format!("Rate limiting on: {}", rate_limit.describe()));
+        }
+        lines
+    }
+}
