@@ -25,4 +25,11 @@ export TEST_KAFKA_SASL_SSL_BROKERS=$KAFKA_SASL_SSL_BROKERS \
 echo "test: Kafka broker at $TEST_KAFKA_BROKERS (automatic topic creation off)," \
   "SASL_SSL at $TEST_KAFKA_SASL_SSL_BROKERS" >&2
 
-cargo test --locked --all-targets "$@"
+# The integration tests (tests/kafka/) are marked ignored so that a plain `cargo test` runs
+# without a broker; here they run too. Arguments after `--` go to the test binaries.
+cargo_args=() test_args=(--include-ignored) to_tests=false
+for arg in "$@"; do
+  if ! $to_tests && [[ $arg == -- ]]; then to_tests=true; continue; fi
+  if $to_tests; then test_args+=("$arg"); else cargo_args+=("$arg"); fi
+done
+cargo test --locked --all-targets "${cargo_args[@]}" -- "${test_args[@]}"

@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use serde_json::{Map, Value};
 
-use super::fields::{EntityId, FromJson, Timestamp, ValidationErrors, enum_from_json};
+use super::fields::{FromJson, ValidationErrors, enum_from_json};
+use super::values::{EntityId, Timestamp};
 use super::{MovieAction, MovieEvent, PaymentEvent, PaymentStatus, UserAction, UserEvent};
 
 /// The kind of an event; each kind has a topic of its own.

@@ -9,13 +9,15 @@ mod payment;
 #[cfg(test)]
 mod properties;
 mod user;
+mod values;
 
 pub use batch::{BatchErrors, BatchItem, ItemErrors, parse_batch};
 pub use event::{Event, EventAction, EventPayload, EventType};
-pub use fields::{EntityId, FieldError, FromJson, Timestamp, ValidationErrors};
+pub use fields::{FieldError, FromJson, ValidationErrors};
 pub use movie::{MovieAction, MovieEvent};
 pub use payment::{Amount, PaymentEvent, PaymentStatus};
 pub use user::{UserAction, UserEvent};
+pub use values::{EntityId, Timestamp};
 
 /// Every field name an event parser reads, of any event type, and a batch item's `type`. The
 /// HTTP edge reads these fields of a request and skips every other unread; a test below keeps

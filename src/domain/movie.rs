@@ -5,10 +5,8 @@ use serde_json::{Map, Value};
 use strum::{EnumIter, EnumString, IntoStaticStr, VariantNames};
 use utoipa::ToSchema;
 
-use super::fields::{
-    EntityId, Fields, FromJson, List, Text, ValidationErrors, enum_from_json, number_in,
-    number_schema,
-};
+use super::fields::{Fields, FromJson, ValidationErrors, enum_from_json};
+use super::values::{EntityId, List, Text, number_in, number_schema};
 
 /// What happened to the movie.
 #[derive(

@@ -5,10 +5,8 @@ use serde_json::{Map, Value};
 use strum::{EnumIter, EnumString, IntoStaticStr, VariantNames};
 use utoipa::ToSchema;
 
-use super::fields::{
-    EntityId, Fields, FromJson, Text, Timestamp, ValidationErrors, enum_from_json, number_in,
-    number_schema,
-};
+use super::fields::{Fields, FromJson, ValidationErrors, enum_from_json};
+use super::values::{EntityId, Text, Timestamp, number_in, number_schema};
 
 /// The payment's new status.
 #[derive(

@@ -7,9 +7,8 @@ use utoipa::ToSchema;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::{KnownFormat, RefOr};
 
-use super::fields::{
-    EntityId, Fields, FromJson, Text, Timestamp, ValidationErrors, enum_from_json,
-};
+use super::fields::{Fields, FromJson, ValidationErrors, enum_from_json};
+use super::values::{EntityId, Text, Timestamp};
 
 /// What happened to the user.
 #[derive(

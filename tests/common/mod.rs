@@ -5,6 +5,8 @@
 // Each test binary uses its own part of these helpers.
 #![allow(dead_code)]
 
+pub mod credentials;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, brokers, closed_port, header, isolated_vars, read_record, with};
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn a_batch_is_stored_where_each_result_says() {
     let brokers = brokers();
     let app = TestApp::spawn(isolated_vars(&brokers)).await;
@@ -42,6 +43,7 @@ async fn a_batch_is_stored_where_each_result_says() {
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn a_batch_larger_than_the_free_queue_is_refused_with_503_and_nothing_is_published() {
     let brokers = brokers();
     let vars = with(isolated_vars(&brokers), &[("KAFKA_MAX_QUEUED_EVENTS", "2")]);
@@ -60,6 +62,7 @@ async fn a_batch_larger_than_the_free_queue_is_refused_with_503_and_nothing_is_p
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn when_the_producer_queue_is_full_a_post_is_answered_503_with_retry_after_at_once() {
     // No broker: the one queued event waits out its delivery timeout and fills the queue.
     let unreachable = format!("127.0.0.1:{}", closed_port());

@@ -41,6 +41,7 @@ async fn keyed_post(
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn one_client_flooding_distinct_keys_cannot_make_anothers_retry_publish_twice() {
     let brokers = brokers();
     let vars = with(
@@ -98,6 +99,7 @@ async fn one_client_flooding_distinct_keys_cannot_make_anothers_retry_publish_tw
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn a_client_may_open_only_its_share_of_the_streams() {
     let unreachable = format!("127.0.0.1:{}", closed_port());
     let service = ServiceProcess::spawn(&with(

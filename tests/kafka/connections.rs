@@ -91,6 +91,7 @@ fn room_for_sockets(sockets: u64) {
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn silent_and_preface_only_connections_are_closed_after_the_header_timeout_and_liveness_answers_throughout()
  {
     const SILENT: usize = 3000;
@@ -170,6 +171,7 @@ async fn silent_and_preface_only_connections_are_closed_after_the_header_timeout
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn an_idle_connection_lasts_the_idle_timeout_and_a_started_head_only_the_header_timeout() {
     let service = without_broker(&[
         ("HTTP_HEADER_TIMEOUT_MS", "500"),
@@ -217,6 +219,7 @@ async fn an_idle_connection_lasts_the_idle_timeout_and_a_started_head_only_the_h
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn beyond_the_connection_cap_a_new_connection_is_closed_at_once() {
     let service = without_broker(&[
         ("HTTP_MAX_CONNECTIONS", "20"),
@@ -265,6 +268,7 @@ fn large_movies(count: usize) -> serde_json::Value {
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn a_stream_whose_client_stopped_reading_is_cut_off_after_the_write_timeout_and_frees_its_slot()
  {
     let brokers = brokers();
@@ -364,6 +368,7 @@ async fn post_all(address: &str, body: &str, concurrent: usize) -> Vec<u16> {
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn large_bodies_while_the_broker_is_away_keep_memory_bounded() {
     let body = padded_movie(900 * 1024);
     let settings = [("KAFKA_DELIVERY_TIMEOUT_MS", "1000")];

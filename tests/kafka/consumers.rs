@@ -96,6 +96,7 @@ async fn processed(app: &mut TestApp, id: &str) -> events_service::live::LiveEve
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn the_built_in_consumers_process_an_event_posted_over_http() {
     let mut app = TestApp::spawn(isolated_vars(&brokers())).await;
     app.wait_until_healthy().await;
@@ -137,6 +138,7 @@ async fn the_built_in_consumers_process_an_event_posted_over_http() {
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn an_unreadable_record_goes_to_the_dead_letter_topic_and_the_consumer_carries_on() {
     let brokers = brokers();
     let mut app = TestApp::spawn(isolated_vars(&brokers)).await;
@@ -263,6 +265,7 @@ fn event_value(id: &str) -> Vec<u8> {
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn while_the_dead_letter_topic_cannot_be_written_the_consumer_holds_at_the_unprocessable_record()
  {
     let brokers = brokers();

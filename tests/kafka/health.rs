@@ -5,6 +5,7 @@ use serde_json::json;
 use crate::helpers::{TestApp, brokers, closed_port, isolated_vars, with};
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn health_is_200_with_the_broker_up() {
     let app = TestApp::spawn(isolated_vars(&brokers())).await;
     app.wait_until_healthy().await;
@@ -17,6 +18,7 @@ async fn health_is_200_with_the_broker_up() {
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn with_no_broker_health_is_503_at_once_and_a_post_fails_with_500_within_the_delivery_timeout()
  {
     let unreachable = format!("127.0.0.1:{}", closed_port());

@@ -44,6 +44,7 @@ fn free_port() -> u16 {
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn the_service_starts_before_kafka_and_becomes_healthy_when_kafka_appears() {
     let port = free_port();
     let app = TestApp::spawn(isolated_vars(&format!("127.0.0.1:{port}"))).await;

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::helpers::{DEADLINE, TestApp, brokers, isolated_vars};
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn an_event_posted_over_http_is_streamed_once_processed_and_counted() {
     let app = TestApp::spawn(isolated_vars(&brokers())).await;
     app.wait_until_healthy().await;

@@ -14,6 +14,7 @@ mod process;
 mod publish;
 mod scale_out;
 mod security;
+mod service;
 mod slow_clients;
 mod topics;
 mod trace_context;

@@ -43,6 +43,7 @@ impl Want {
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn metrics_show_what_was_produced_processed_and_dead_lettered_and_librdkafka_statistics() {
     let brokers = brokers();
     let vars = with(

@@ -42,6 +42,7 @@ async fn health(address: &str) -> (u16, Value) {
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn a_dead_letter_too_large_for_kafka_is_written_cut_short_and_the_partition_goes_on() {
     let brokers = brokers();
     let vars = isolated_vars(&brokers);
@@ -98,6 +99,7 @@ async fn a_dead_letter_too_large_for_kafka_is_written_cut_short_and_the_partitio
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn while_a_dead_letter_cannot_be_written_its_partition_is_held_and_reported_and_the_others_go_on()
  {
     let brokers = brokers();
@@ -207,6 +209,7 @@ async fn while_a_dead_letter_cannot_be_written_its_partition_is_held_and_reporte
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn records_from_other_producers_forge_no_log_line_and_leave_the_statistics_finite() {
     let brokers = brokers();
     let vars = isolated_vars(&brokers);
@@ -267,6 +270,7 @@ async fn records_from_other_producers_forge_no_log_line_and_leave_the_statistics
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn a_megabyte_payload_is_kept_cut_short_in_the_live_view_and_marked_so() {
     let brokers = brokers();
     let vars = isolated_vars(&brokers);

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::helpers::{ServiceProcess, brokers, isolated_vars, read_partition, with};
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn the_seed_log_lines_appear_word_for_word() {
     let vars = isolated_vars(&brokers());
     let mut service = ServiceProcess::spawn(&vars);
@@ -120,6 +121,7 @@ struct Outcomes {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn sigterm_while_requests_are_in_flight_finishes_them_and_loses_nothing_answered_201() {
     let brokers = brokers();
     // A linger keeps each event in the producer for a while, so that SIGTERM finds many in flight.

@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, brokers, header, isolated_vars, read_record};
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn each_event_type_is_stored_at_the_partition_and_offset_the_response_names() {
     let brokers = brokers();
     let app = TestApp::spawn(isolated_vars(&brokers)).await;
@@ -67,6 +68,7 @@ async fn each_event_type_is_stored_at_the_partition_and_offset_the_response_name
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn one_entitys_events_share_a_partition_in_the_order_they_were_acknowledged() {
     let brokers = brokers();
     let vars = crate::helpers::with(isolated_vars(&brokers), &[("KAFKA_TOPIC_PARTITIONS", "3")]);
@@ -92,6 +94,7 @@ async fn one_entitys_events_share_a_partition_in_the_order_they_were_acknowledge
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn every_record_is_a_cloudevent_in_binary_mode_from_the_configured_source() {
     let brokers = brokers();
     let source = "https://cinemaabyss.example/events-service";

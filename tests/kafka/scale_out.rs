@@ -146,6 +146,7 @@ async fn post_events(apps: &[&TestApp], keys: std::ops::Range<u64>) -> Vec<Strin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn two_instances_share_the_partitions_and_one_takes_over_when_the_other_stops() {
     let vars = with(
         isolated_vars(&brokers()),

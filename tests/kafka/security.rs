@@ -97,6 +97,7 @@ async fn post_movie(client: &reqwest::Client, address: &str) -> (u16, Value) {
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn over_sasl_ssl_an_event_is_stored_and_read_back_by_an_independent_client() {
     let secure = SecureListener::from_env();
     let plaintext = brokers();
@@ -171,6 +172,7 @@ async fn assert_refused(vars: &[(String, String)], reason: &str) {
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn with_a_wrong_password_health_is_503_and_no_event_is_stored() {
     let secure = SecureListener::from_env();
     let vars = with(
@@ -181,6 +183,7 @@ async fn with_a_wrong_password_health_is_503_and_no_event_is_stored() {
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn without_the_ca_the_brokers_certificate_is_refused() {
     let secure = SecureListener::from_env();
     let mut vars = with(

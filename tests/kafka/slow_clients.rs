@@ -36,6 +36,7 @@ async fn read_to_close(stream: &mut TcpStream, within: Duration) -> (String, Dur
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
     let app = app(&[("HTTP_HEADER_TIMEOUT_MS", "300")]).await;
     let mut slow = connect(&app).await;
@@ -60,6 +61,7 @@ async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
 }
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn a_client_that_sends_its_body_too_slowly_is_answered_408() {
     let app = app(&[
         ("KAFKA_DELIVERY_TIMEOUT_MS", "100"),

@@ -8,6 +8,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use crate::helpers::{TestApp, brokers, isolated_vars, with};
 
 #[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn the_service_creates_its_topics_on_a_broker_that_does_not_auto_create_them() {
     let brokers = brokers();
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()

@@ -95,6 +95,7 @@ fn hex(bytes: &[u8]) -> String {
 
 // Multi-threaded: the receiver must answer while the test waits on the process synchronously.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn a_request_s_trace_continues_into_its_record_and_its_processing_and_is_exported() {
     let (endpoint, exported) = otlp_receiver().await;
     let vars = with(
