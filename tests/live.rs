@@ -259,3 +259,40 @@ async fn stats_count_by_type_and_action_and_sum_payments_by_status() {
         5
     );
 }
+
+#[tokio::test]
+async fn a_last_event_id_no_longer_kept_replays_every_kept_event() {
+    let app = app(Outcome::Stored);
+    // The test router keeps the last 100: 50 to 149.
+    for offset in 0..150 {
+        app.live.report(movie(offset, "viewed"));
+    }
+    let mut resumed = Stream::open(&app, "", Some("movie-events-0-10")).await;
+    assert_eq!(resumed.next().await.unwrap().0, "movie-events-0-50");
+    let mut unknown = Stream::open(&app, "", Some("not-an-id")).await;
+    assert_eq!(unknown.next().await.unwrap().0, "movie-events-0-50");
+}
+
+#[tokio::test]
+async fn a_resumed_stream_is_filtered_too() {
+    let app = app(Outcome::Stored);
+    app.live.report(movie(1, "viewed"));
+    app.live.report(payment(2, "completed", 1.0));
+    app.live.report(movie(3, "rated"));
+    app.live.report(payment(4, "refunded", 2.0));
+    let mut resumed = Stream::open(&app, "?type=payment", Some("movie-events-0-1")).await;
+    assert_eq!(resumed.next().await.unwrap().0, "payment-events-0-2");
+    assert_eq!(resumed.next().await.unwrap().0, "payment-events-0-4");
+    app.live.report(movie(5, "viewed"));
+    app.live.report(payment(6, "pending", 3.0));
+    assert_eq!(resumed.next().await.unwrap().0, "payment-events-0-6");
+}
+
+#[tokio::test]
+async fn open_streams_end_when_the_service_shuts_down() {
+    let app = app(Outcome::Stored);
+    let mut stream = Stream::open(&app, "", None).await;
+    app.state.live.closing.cancel();
+    let ended = tokio::time::timeout(DEADLINE, stream.next()).await;
+    assert!(matches!(ended, Ok(None)), "the stream ended: {ended:?}");
+}

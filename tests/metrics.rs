@@ -363,3 +363,41 @@ async fn the_exposition_is_prometheus_text_with_help_and_type_lines() {
     assert!(buckets.len() > 10, "{buckets:?}");
     assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
 }
+
+#[tokio::test]
+async fn every_outcome_of_a_record_is_counted_by_topic_and_result_and_the_queue_is_sampled() {
+    let outcomes = [
+        common::Outcome::Stored,
+        common::Outcome::Stored,
+        common::Outcome::QueueFull,
+        common::Outcome::TimedOut,
+        common::Outcome::Failed,
+        common::Outcome::Rejected,
+    ];
+    let app = common::app_deciding(&[], move |n| outcomes[n]);
+    for _ in outcomes {
+        status_of(&app, post_movie()).await;
+    }
+    let produced = |result: &str| {
+        app.metric(&format!(
+            r#"events_service_kafka_produce_total{{topic="movie-events",result="{result}"}}"#
+        ))
+    };
+    assert_eq!(produced("stored"), Some(2.0));
+    assert_eq!(produced("queue_full"), Some(1.0));
+    assert_eq!(produced("timed_out"), Some(1.0));
+    assert_eq!(produced("failed"), Some(2.0), "failed and refused for good");
+    assert_eq!(
+        app.metric(r#"events_service_kafka_produce_duration_seconds_count{topic="movie-events"}"#),
+        Some(2.0),
+        "only stored records are timed"
+    );
+    app.sink
+        .queued
+        .store(7, std::sync::atomic::Ordering::SeqCst);
+    let scraped = scrape(&app).await;
+    assert_eq!(
+        scraped.value("events_service_kafka_producer_queue_events", &[]),
+        7.0
+    );
+}

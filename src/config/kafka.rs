@@ -241,16 +241,18 @@ mod tests {
     }
 
     #[test]
-    fn pass_through_cannot_undo_the_guarantees_or_shadow_a_variable() {
-        for name in [
-            "RDKAFKA_PRODUCER_ACKS",
-            "RDKAFKA_ENABLE_IDEMPOTENCE",
-            "RDKAFKA_CONSUMER_ENABLE_AUTO_OFFSET_STORE",
-            "RDKAFKA_BOOTSTRAP_SERVERS",
-            "RDKAFKA_PRODUCER_LINGER_MS",
-        ] {
-            let err = config(&[(name, "1")]).unwrap_err().to_string();
-            assert!(err.starts_with(name), "{name}: {err}");
+    fn pass_through_cannot_undo_the_guarantees_or_shadow_a_variable_in_any_scope() {
+        assert_eq!(RESERVED_OPTIONS.len(), 13);
+        for (property, why) in RESERVED_OPTIONS {
+            let name = property.to_ascii_uppercase().replace('.', "_");
+            for scope in ["RDKAFKA_", "RDKAFKA_PRODUCER_", "RDKAFKA_CONSUMER_"] {
+                let variable = format!("{scope}{name}");
+                let err = config(&[(&variable, "1")]).unwrap_err().to_string();
+                assert_eq!(
+                    err,
+                    format!("{variable} cannot be set: {property} is {why}")
+                );
+            }
         }
     }
 

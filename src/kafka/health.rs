@@ -79,6 +79,7 @@ impl KafkaStatus {
 pub async fn run_checks(
     sink: Arc<KafkaSink>,
     topics: Topics,
+    replication_factor: i32,
     interval: Duration,
     status: watch::Sender<KafkaStatus>,
     stop: CancellationToken,
@@ -99,6 +100,7 @@ pub async fn run_checks(
             Err(join_error) => failed(&topics, format!("the health check panicked: {join_error}")),
         };
         next.producer_fatal_errors = fatal_errors.clone();
+        explain_missing_topics(&mut next, replication_factor);
         if next.reachable != status.borrow().reachable {
             if next.reachable {
                 tracing::info!("Kafka is reachable ({} brokers)", next.brokers);
@@ -137,6 +139,22 @@ fn check(producer: &KafkaProducer, topics: &Topics, timeout: Duration) -> KafkaS
             }
         }
         Err(error) => failed(topics, error.to_string()),
+    }
+}
+
+/// Says why topics the service creates itself are missing, when the cluster cannot have them: a
+/// replication factor larger than the brokers it has. Retrying goes on (brokers may join), but
+/// an operator reads the reason in health rather than guessing at an endless retry.
+fn explain_missing_topics(status: &mut KafkaStatus, replication_factor: i32) {
+    let missing =
+        !status.missing_topics.is_empty() || !status.missing_dead_letter_topics.is_empty();
+    let too_few = usize::try_from(replication_factor).unwrap_or(0) > status.brokers;
+    if status.reachable && missing && too_few {
+        status.last_error = Some(format!(
+            "KAFKA_TOPIC_REPLICATION_FACTOR is {replication_factor} but the cluster has {} broker(s): \
+             the missing topics cannot be created; lower it, add brokers, or create the topics",
+            status.brokers
+        ));
     }
 }
 

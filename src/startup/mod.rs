@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::config::Config;
 use crate::consumer::{Consumers, DeadLetters, HeldPartitions, Processor};
@@ -46,6 +46,9 @@ pub struct Application {
     live: Arc<LiveView>,
     background: Vec<JoinHandle<()>>,
     stop: CancellationToken,
+    /// Stops everything when the application is dropped without a shutdown (a test that
+    /// failed, a runtime shutting down): the consumers' threads end, and the runtime with them.
+    stop_on_drop: DropGuard,
     shutdown_timeout: Duration,
     server_limits: ServerLimits,
 }
@@ -98,6 +101,7 @@ impl Application {
             tokio::spawn(health::run_checks(
                 sink.clone(),
                 (*topics).clone(),
+                config.kafka.topic_replication_factor,
                 config.kafka.health_interval,
                 status_tx,
                 stop.clone(),
@@ -118,6 +122,7 @@ impl Application {
             sink,
             live,
             background,
+            stop_on_drop: stop.clone().drop_guard(),
             stop,
             shutdown_timeout: config.http.shutdown_timeout,
             server_limits,
@@ -148,6 +153,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let _stop_on_drop = self.stop_on_drop;
         let address = self.listener.local_addr()?;
         tracing::info!("Events Service listening on http://{address}");
         let stop = self.stop.clone();

@@ -98,7 +98,13 @@ async fn processed(app: &mut TestApp, id: &str) -> events_service::live::LiveEve
 #[tokio::test]
 #[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn the_built_in_consumers_process_an_event_posted_over_http() {
-    let mut app = TestApp::spawn(isolated_vars(&brokers())).await;
+    // Without librdkafka's automatic commits (periodic, and on close), the commit found after
+    // shutdown can only be the service's own final commit.
+    let vars = with(
+        isolated_vars(&brokers()),
+        &[("RDKAFKA_CONSUMER_ENABLE_AUTO_COMMIT", "false")],
+    );
+    let mut app = TestApp::spawn(vars).await;
     app.wait_until_healthy().await;
     let (status, response) = app
         .post(
@@ -122,7 +128,8 @@ async fn the_built_in_consumers_process_an_event_posted_over_http() {
     let payload: serde_json::Value = serde_json::from_str(processed.payload.get()).unwrap();
     assert_eq!(payload, response["event"]["payload"]);
 
-    // Shutdown commits what was processed, so a restart resumes after this event.
+    // Shutdown commits what was processed, so a restart resumes after this event; nothing had
+    // committed it before.
     let (brokers, group, topic) = (brokers(), app.group_id.clone(), app.topic("payment-events"));
     app.stop().await;
     let partition = processed.partition;
@@ -389,4 +396,63 @@ async fn while_the_dead_letter_topic_cannot_be_written_the_consumer_holds_at_the
     service.terminate();
     let (status, _) = service.wait_for_exit(DEADLINE);
     assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
+async fn a_new_group_with_auto_offset_reset_latest_skips_what_the_topics_held_before_it() {
+    let brokers = brokers();
+    let vars = with(
+        isolated_vars(&brokers),
+        &[("KAFKA_AUTO_OFFSET_RESET", "latest")],
+    );
+    let topic = format!("{}movie-events", var(&vars, "KAFKA_TOPIC_PREFIX"));
+    // The topic exists, with a record in it, before the group does.
+    let created = admin(&brokers)
+        .create_topics(
+            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("the creation is answered");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let before = uuid::Uuid::new_v4().to_string();
+    assert_eq!(
+        produce(&producer, &topic, &event_value(&before), &[]).await,
+        0
+    );
+
+    let mut app = TestApp::spawn(vars).await;
+    app.wait_until_healthy().await;
+    // Until the consumer knows where the end is, an event posted may be before it: post until
+    // one is processed.
+    let movie = json!({"movie_id": 1, "title": "After", "action": "viewed"});
+    let processed_one = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let (status, response) = app.post("movie", &movie).await;
+            assert_eq!(status, 201, "{response}");
+            let deadline = tokio::time::sleep(Duration::from_secs(2));
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    _ = &mut deadline => break,
+                    event = app.processed.recv() => {
+                        let event = event.expect("the channel is open");
+                        assert_ne!(event.id.to_string(), before, "the earlier record was processed");
+                        if event.offset > 0 {
+                            return event;
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("an event posted after the group started is processed");
+    assert!(processed_one.offset >= 1);
+    app.stop().await;
 }

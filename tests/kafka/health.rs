@@ -1,5 +1,6 @@
 use std::time::{Duration, Instant};
 
+use rdkafka::producer::Producer;
 use serde_json::json;
 
 use crate::helpers::{TestApp, brokers, closed_port, isolated_vars, with};
@@ -60,5 +61,72 @@ async fn with_no_broker_health_is_503_at_once_and_a_post_fails_with_500_within_t
 
     let (status, _) = app.health().await;
     assert_eq!(status, 503, "still unhealthy");
+    app.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
+async fn with_no_broker_the_background_check_reports_what_it_found_not_the_initial_state() {
+    let unreachable = format!("127.0.0.1:{}", closed_port());
+    let app = TestApp::spawn(isolated_vars(&unreachable)).await;
+    let body = crate::helpers::eventually("a check to report", || async {
+        let (_, body) = app.health().await;
+        (!body["kafka"]["checked_at"].is_null()).then_some(body)
+    })
+    .await;
+    assert_eq!(body["status"], false);
+    let error = body["kafka"]["last_error"].as_str().unwrap();
+    assert_ne!(error, "not checked yet");
+    assert!(!error.is_empty(), "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
+async fn a_producer_that_hit_a_fatal_error_is_replaced_and_publishing_goes_on() {
+    let app = TestApp::spawn(isolated_vars(&brokers())).await;
+    app.wait_until_healthy().await;
+    let movie = json!({"movie_id": 1, "title": "T", "action": "viewed"});
+    assert_eq!(app.post("movie", &movie).await.0, 201);
+
+    // librdkafka's own test hook raises the fatal error an idempotent producer can meet.
+    let producer = app.sink.producer();
+    let raised = unsafe {
+        rdkafka::bindings::rd_kafka_test_fatal_error(
+            producer.client().native_ptr(),
+            rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+            c"raised by the test".as_ptr(),
+        )
+    };
+    assert_eq!(
+        raised,
+        rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+    );
+    let fatal = crate::helpers::eventually("health to report the replacement", || async {
+        let (_, body) = app.health().await;
+        let fatal = body["kafka"]["producer_fatal_errors"].clone();
+        (fatal["count"] == 1).then_some(fatal)
+    })
+    .await;
+    assert_eq!(fatal["last"]["replaced"], true, "{fatal}");
+    assert!(
+        fatal["last"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("raised by the test"),
+        "{fatal}"
+    );
+    assert!(
+        !std::sync::Arc::ptr_eq(&producer, &app.sink.producer()),
+        "a new producer"
+    );
+
+    let (status, body) = app.post("movie", &movie).await;
+    assert_eq!(status, 201, "the new producer publishes: {body}");
+    let live = reqwest::get(format!("{}/api/events/health/live", app.address))
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    app.wait_until_healthy().await;
     app.stop().await;
 }

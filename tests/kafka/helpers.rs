@@ -1,8 +1,10 @@
 //! Test helpers: the broker under test, an in-process service on a free port, and an independent
 //! consumer to read records back. The service binary as a child process is in `service.rs`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use events_service::kafka::KafkaSink;
 use events_service::live::LiveEvent;
 use events_service::{Application, Config};
 use rdkafka::ClientConfig;
@@ -69,6 +71,8 @@ pub struct TestApp {
     pub group_id: String,
     pub client: reqwest::Client,
     pub processed: broadcast::Receiver<LiveEvent>,
+    /// The producer's side, to reach the producer in use.
+    pub sink: Arc<KafkaSink>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -83,6 +87,7 @@ impl TestApp {
             .expect("the service builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let processed = app.processed_events();
+        let sink = app.kafka_sink();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -93,6 +98,7 @@ impl TestApp {
             group_id,
             client: reqwest::Client::new(),
             processed,
+            sink,
             stop: Some(stop),
             task: Some(task),
         }
@@ -129,18 +135,23 @@ impl TestApp {
         wait_until_healthy(&self.address).await;
     }
 
-    /// Shuts the service down and waits for it to finish.
-    pub async fn stop(mut self) {
+    /// Shuts the service down and waits for it to finish, cleanly.
+    pub async fn stop(self) {
+        self.stop_within(DEADLINE)
+            .await
+            .expect("stops cleanly, within its shutdown timeout");
+    }
+
+    /// Shuts the service down and says how it ended, failing when it takes longer than `within`.
+    pub async fn stop_within(mut self, within: Duration) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(task) = self.task.take() {
-            let result = tokio::time::timeout(DEADLINE, task).await;
-            result
-                .expect("stops in time")
-                .expect("no panic")
-                .expect("stops cleanly");
-        }
+        let task = self.task.take().expect("running");
+        tokio::time::timeout(within, task)
+            .await
+            .unwrap_or_else(|_| panic!("did not stop within {within:?}"))
+            .expect("no panic")
     }
 }
 

@@ -77,7 +77,7 @@ async fn metrics_show_what_was_produced_processed_and_dead_lettered_and_librdkaf
 
     let consumer = format!("consumer:{topic}");
     use Want::{AtLeast, Exactly};
-    let expected: [Expected; 10] = [
+    let expected: [Expected; 23] = [
         (
             "events_service_kafka_produce_total",
             &[("topic", &topic), ("result", "stored")],
@@ -103,10 +103,11 @@ async fn metrics_show_what_was_produced_processed_and_dead_lettered_and_librdkaf
             &[("topic", &dead_letters), ("result", "stored")],
             Exactly(1.0),
         ),
+        // Nothing is left unacknowledged once both are stored.
         (
             "events_service_kafka_producer_queue_events",
             &[],
-            AtLeast(0.0),
+            Exactly(0.0),
         ),
         // Both records read, processed and committed: no lag left.
         (
@@ -129,6 +130,69 @@ async fn metrics_show_what_was_produced_processed_and_dead_lettered_and_librdkaf
             &[("client", "producer")],
             Exactly(1.0),
         ),
+        // Every one of librdkafka's series, for the producer (which sent two records: the event
+        // and the dead letter) and the consumer.
+        (
+            "events_service_librdkafka_tx_messages_total",
+            &[("client", "producer")],
+            AtLeast(2.0),
+        ),
+        (
+            "events_service_librdkafka_queue_messages",
+            &[("client", "producer")],
+            Exactly(0.0),
+        ),
+        (
+            "events_service_librdkafka_queue_bytes",
+            &[("client", "producer")],
+            Exactly(0.0),
+        ),
+        (
+            "events_service_librdkafka_reply_queue_ops",
+            &[("client", &consumer)],
+            AtLeast(0.0),
+        ),
+        (
+            "events_service_librdkafka_broker_rtt_avg_seconds",
+            &[("client", "producer")],
+            AtLeast(1e-6),
+        ),
+        (
+            "events_service_librdkafka_broker_rtt_p99_seconds",
+            &[("client", "producer")],
+            AtLeast(1e-6),
+        ),
+        (
+            "events_service_librdkafka_broker_outbuf_requests",
+            &[("client", &consumer)],
+            AtLeast(0.0),
+        ),
+        (
+            "events_service_librdkafka_broker_waitresp_requests",
+            &[("client", &consumer)],
+            AtLeast(0.0),
+        ),
+        (
+            "events_service_librdkafka_broker_tx_errors_total",
+            &[("client", "producer")],
+            Exactly(0.0),
+        ),
+        (
+            "events_service_librdkafka_broker_rx_errors_total",
+            &[("client", "producer")],
+            Exactly(0.0),
+        ),
+        (
+            "events_service_librdkafka_broker_request_timeouts_total",
+            &[("client", "producer")],
+            Exactly(0.0),
+        ),
+        (
+            "events_service_librdkafka_broker_disconnects_total",
+            &[("client", "producer")],
+            Exactly(0.0),
+        ),
+        ("events_service_http_connections", &[], AtLeast(1.0)),
     ];
 
     // The statistics arrive every 200 ms and the consumers commit every second.

@@ -2,13 +2,13 @@
 
 use std::collections::HashMap;
 use std::process::Command;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use serde_json::{Value, json};
 
-use crate::helpers::{ServiceProcess, brokers, isolated_vars, read_partition, with};
+use crate::helpers::{DEADLINE, ServiceProcess, brokers, isolated_vars, read_partition, with};
 
 #[tokio::test]
 #[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
@@ -107,29 +107,27 @@ fn a_librdkafka_option_it_does_not_know_stops_start_up_and_is_named() {
     }
 }
 
-/// What a load client saw.
-#[derive(Default)]
-struct Outcomes {
-    /// (offset, event id) of every 201.
-    acknowledged: Vec<(i64, String)>,
-    /// 201s that arrived after SIGTERM was sent: requests that were in flight and finished.
-    acknowledged_after_sigterm: usize,
-    /// Any other status: with Kafka up, graceful shutdown must not produce one.
-    other_statuses: Vec<u16>,
-    /// Requests that got no answer (connection refused or closed once the service stopped).
-    unanswered: usize,
+/// Where a 201 said the event is: its offset and id.
+type Stored = (i64, String);
+
+/// One request of the load, as its client saw it.
+struct Sent {
+    at: Instant,
+    /// When the answer came, its status, and (for a 201) where the event is.
+    answer: Option<(Instant, u16, Option<Stored>)>,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn sigterm_while_requests_are_in_flight_finishes_them_and_loses_nothing_answered_201() {
     let brokers = brokers();
-    // A linger keeps each event in the producer for a while, so that SIGTERM finds many in flight.
+    // A long linger keeps each event in the producer for 200 ms, so that SIGTERM surely finds
+    // requests that the service had taken and not yet answered.
     let vars = with(
         isolated_vars(&brokers),
         &[
             ("KAFKA_CONSUMERS_ENABLED", "false"),
-            ("KAFKA_LINGER_MS", "20"),
+            ("KAFKA_LINGER_MS", "200"),
         ],
     );
     let prefix = crate::helpers::var(&vars, "KAFKA_TOPIC_PREFIX").to_owned();
@@ -137,48 +135,41 @@ async fn sigterm_while_requests_are_in_flight_finishes_them_and_loses_nothing_an
     service.wait_for_line(|l| l.contains("Kafka is reachable"));
     crate::helpers::wait_until_healthy(&service.address).await;
 
-    // Clients post as fast as they can until the service stops answering.
+    // Clients post one request after another until the service stops answering.
     let client = reqwest::Client::new();
-    let outcomes = Arc::new(std::sync::Mutex::new(Outcomes::default()));
-    let sigterm_sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let log = Arc::new(Mutex::new(Vec::<Sent>::new()));
     let mut clients = Vec::new();
     for worker in 0..32u64 {
-        let (client, address) = (client.clone(), service.address.clone());
-        let (outcomes, sigterm_sent) = (outcomes.clone(), sigterm_sent.clone());
+        let (client, address, log) = (client.clone(), service.address.clone(), log.clone());
         clients.push(tokio::spawn(async move {
             for n in 0..10_000u64 {
                 let body = json!({"movie_id": worker * 100_000 + n + 1, "title": "Load", "action": "viewed"});
+                let at = Instant::now();
                 let sent = client.post(format!("{address}/api/events/movie")).json(&body).send().await;
                 let answer = match sent {
-                    Ok(response) if response.status() == 201 => response.json::<Value>().await.ok(),
                     Ok(response) => {
-                        outcomes.lock().unwrap().other_statuses.push(response.status().as_u16());
-                        return;
+                        let status = response.status().as_u16();
+                        let stored = response.json::<Value>().await.ok().and_then(|a| {
+                            Some((a["offset"].as_i64()?, a["event"]["id"].as_str()?.to_owned()))
+                        });
+                        Some((Instant::now(), status, stored.filter(|_| status == 201)))
                     }
                     Err(_) => None,
                 };
-                let mut outcomes = outcomes.lock().unwrap();
-                let Some(answer) = answer else {
-                    outcomes.unanswered += 1;
+                let stop = answer.is_none();
+                log.lock().unwrap().push(Sent { at, answer });
+                if stop {
                     return;
-                };
-                let id = answer["event"]["id"].as_str().unwrap().to_owned();
-                outcomes.acknowledged.push((answer["offset"].as_i64().unwrap(), id));
-                if sigterm_sent.load(std::sync::atomic::Ordering::SeqCst) {
-                    outcomes.acknowledged_after_sigterm += 1;
                 }
             }
         }));
     }
-    let started = std::time::Instant::now();
-    while outcomes.lock().unwrap().acknowledged.len() < 300 {
-        assert!(
-            started.elapsed() < crate::helpers::DEADLINE,
-            "the load never got going"
-        );
+    let started = Instant::now();
+    while log.lock().unwrap().len() < 300 {
+        assert!(started.elapsed() < DEADLINE, "the load never got going");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    sigterm_sent.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sigterm_at = Instant::now();
     service.terminate();
     let (service, (status, took)) = tokio::task::spawn_blocking(move || {
         let exit = service.wait_for_exit(Duration::from_secs(25));
@@ -199,17 +190,36 @@ async fn sigterm_while_requests_are_in_flight_finishes_them_and_loses_nothing_an
         "the producer was flushed"
     );
 
-    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
-    assert_eq!(
-        outcomes.other_statuses, [0u16; 0],
-        "statuses other than 201 during shutdown"
-    );
+    let log = std::mem::take(&mut *log.lock().unwrap());
+    // Sent well before the signal (the service had it) and not answered before it.
+    let in_flight: Vec<&Sent> = log
+        .iter()
+        .filter(|r| r.at + Duration::from_millis(50) < sigterm_at)
+        .filter(|r| r.answer.as_ref().is_none_or(|(at, _, _)| *at > sigterm_at))
+        .collect();
+    let finished: Vec<_> = in_flight
+        .iter()
+        .filter(|r| matches!(r.answer, Some((_, 201, Some(_)))))
+        .collect();
     assert!(
-        outcomes.acknowledged_after_sigterm > 0,
-        "no request in flight at SIGTERM was finished"
+        in_flight.len() >= 3,
+        "only {} requests in flight at SIGTERM",
+        in_flight.len()
     );
-    let end = outcomes
-        .acknowledged
+    assert_eq!(
+        finished.len(),
+        in_flight.len(),
+        "every request in flight at SIGTERM is answered 201: {:?}",
+        in_flight
+            .iter()
+            .map(|r| r.answer.as_ref().map(|(_, status, _)| *status))
+            .collect::<Vec<_>>()
+    );
+    let acknowledged: Vec<&Stored> = log
+        .iter()
+        .filter_map(|r| r.answer.as_ref().and_then(|(_, _, stored)| stored.as_ref()))
+        .collect();
+    let end = acknowledged
         .iter()
         .map(|(offset, _)| offset + 1)
         .max()
@@ -222,8 +232,7 @@ async fn sigterm_while_requests_are_in_flight_finishes_them_and_loses_nothing_an
                 (record.offset(), event["id"].as_str().unwrap().to_owned())
             })
             .collect();
-    let wrong: Vec<_> = outcomes
-        .acknowledged
+    let wrong: Vec<_> = acknowledged
         .iter()
         .filter(|(offset, id)| stored.get(offset) != Some(id))
         .collect();
@@ -231,13 +240,88 @@ async fn sigterm_while_requests_are_in_flight_finishes_them_and_loses_nothing_an
         wrong.is_empty(),
         "{} of {} acknowledged events are not where the answer said: {:?}",
         wrong.len(),
-        outcomes.acknowledged.len(),
+        acknowledged.len(),
         &wrong[..wrong.len().min(5)]
     );
     eprintln!(
-        "{} events acknowledged, {} of them finished after SIGTERM, {} requests unanswered; exit took {took:?}",
-        outcomes.acknowledged.len(),
-        outcomes.acknowledged_after_sigterm,
-        outcomes.unanswered
+        "{} events acknowledged, {} requests in flight at SIGTERM, all finished; exit took {took:?}",
+        acknowledged.len(),
+        in_flight.len(),
     );
+}
+
+/// Movie events of about 4 KB each, so that a stream has much to write.
+fn large_movies(count: usize) -> Value {
+    let description = "d".repeat(4000);
+    json!((0..count)
+        .map(|n| json!({"type": "movie", "movie_id": n + 1, "title": "T", "action": "viewed", "description": description}))
+        .collect::<Vec<_>>())
+}
+
+#[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
+async fn a_shutdown_that_overruns_its_deadline_is_an_error_and_a_failed_exit() {
+    let brokers = brokers();
+    // A client that stops reading its stream holds the connection for the write timeout, which
+    // here is far longer than the shutdown may take.
+    let vars = with(
+        isolated_vars(&brokers),
+        &[
+            ("KAFKA_DELIVERY_TIMEOUT_MS", "1000"),
+            ("HTTP_REQUEST_TIMEOUT_MS", "2500"),
+            ("SHUTDOWN_TIMEOUT_MS", "3000"),
+            ("STREAM_WRITE_TIMEOUT_MS", "60000"),
+            ("HTTP_BODY_LIMIT_BYTES", "8388608"),
+        ],
+    );
+    let mut service = ServiceProcess::spawn(&vars);
+    crate::helpers::wait_until_healthy(&service.address).await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let response = client
+            .post(format!("{}/api/events/batch", service.address))
+            .json(&large_movies(1000))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    // Wait until the consumers kept all of them, then open a stream that replays them and read
+    // nothing more than its head.
+    service.wait_for_line(|l| l.contains("[CONSUMER] Topic") && l.contains("Offset: 2999"));
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let address = service
+        .address
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let mut stalled = socket.connect(address).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stalled
+        .write_all(b"GET /api/events/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0; 256];
+    let n = stalled.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+
+    let stopping = Instant::now();
+    service.terminate();
+    let (status, took) = service.wait_for_exit(Duration::from_secs(15));
+    assert!(
+        !status.success(),
+        "a shutdown that overran its deadline exited {status}"
+    );
+    assert!(
+        took >= Duration::from_millis(2900) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    let output = service.output();
+    assert!(
+        output.contains("the shutdown did not finish within SHUTDOWN_TIMEOUT_MS (3000 ms): requests were still in flight"),
+        "{output}"
+    );
+    drop(stalled);
+    let _ = stopping;
 }

@@ -162,13 +162,48 @@ async fn assert_refused(vars: &[(String, String)], reason: &str) {
     assert_eq!(health["kafka"]["reachable"], false, "{health}");
 
     let (status, response) = post_movie(&client, &service.address).await;
+    assert_eq!(status, 500, "{response}");
     assert!(
-        (500..600).contains(&status),
-        "a POST was answered {status}: {response}"
+        response["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not acknowledge"),
+        "{response}"
     );
     let (status, body) = get_health(&client, &service.address).await;
     assert_eq!(status, 503, "still unhealthy: {body}");
     service.wait_for_line(|l| l.contains(reason));
+
+    // Read over the plaintext listener: the topic holds nothing (it does not even exist, since
+    // the service could not create it).
+    let topic = format!(
+        "{}movie-events",
+        crate::helpers::var(vars, "KAFKA_TOPIC_PREFIX")
+    );
+    let reader: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", crate::helpers::brokers())
+        .create()
+        .unwrap();
+    let stored = tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::Consumer;
+        let metadata = reader
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .expect("the broker answers");
+        let exists = metadata
+            .topics()
+            .iter()
+            .any(|t| t.error().is_none() && !t.partitions().is_empty());
+        if !exists {
+            return 0;
+        }
+        let (low, high) = reader
+            .fetch_watermarks(&topic, 0, Duration::from_secs(10))
+            .expect("the watermarks");
+        high - low
+    })
+    .await
+    .unwrap();
+    assert_eq!(stored, 0, "nothing was stored");
 }
 
 #[tokio::test]

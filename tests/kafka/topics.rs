@@ -64,3 +64,26 @@ async fn the_service_creates_its_topics_on_a_broker_that_does_not_auto_create_th
     }
     app.stop().await;
 }
+
+#[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
+async fn a_replication_factor_beyond_the_brokers_is_a_reason_in_health_not_a_silent_retry() {
+    let app = TestApp::spawn(with(
+        isolated_vars(&brokers()),
+        &[("KAFKA_TOPIC_REPLICATION_FACTOR", "3")],
+    ))
+    .await;
+    let body = crate::helpers::eventually("health to say why the topics are missing", || async {
+        let (status, body) = app.health().await;
+        let reason = body["kafka"]["last_error"].as_str().unwrap_or_default();
+        (status == 503 && reason.contains("KAFKA_TOPIC_REPLICATION_FACTOR is 3")).then_some(body)
+    })
+    .await;
+    assert_eq!(body["kafka"]["reachable"], true, "{body}");
+    assert_eq!(
+        body["kafka"]["missing_topics"].as_array().unwrap().len(),
+        3,
+        "{body}"
+    );
+    app.stop().await;
+}
