@@ -15,6 +15,7 @@ need mvn maven                      # fetches the broker's jars from Maven Centr
 need curl curl                      # the smoke test posts the seed's curl examples
 need kcat kcat                      # the smoke test reads records back independently
 need python3 python3                # the smoke test compares JSON
+need redis-server redis-server      # the shared state of several instances, in the tests
 [[ -f /usr/include/openssl/ssl.h ]] || missing+=(libssl-dev)   # librdkafka's TLS and SASL/SCRAM
 
 if ((${#missing[@]})); then

@@ -9,9 +9,15 @@ scripts/bootstrap.sh
 # Build first, so that the broker does not sit idle through a cold compile.
 cargo build --locked --all-targets
 
-broker_dir=kafka/.run/test-$$
-stop_broker() { kafka/stop.sh --dir "$broker_dir" >&2 || true; }
-trap stop_broker EXIT
+broker_dir=kafka/.run/test-$$ redis_dir=redis/.run/test-$$
+stop_all() {
+  kafka/stop.sh --dir "$broker_dir" >&2 || true
+  redis/stop.sh --dir "$redis_dir" >&2 || true
+}
+trap stop_all EXIT
+# Redis for the tests of several instances sharing state (tests/kafka/shared.rs).
+TEST_REDIS_URL=$(redis/start.sh --dir "$redis_dir")
+export TEST_REDIS_URL
 TEST_KAFKA_BROKERS=$(kafka/start.sh --dir "$broker_dir" --auto-create false --security)
 export TEST_KAFKA_BROKERS
 # The SASL_SSL listener (SCRAM-SHA-256, a CA made for this run) for tests/kafka/security.rs.
@@ -23,7 +29,7 @@ export TEST_KAFKA_SASL_SSL_BROKERS=$KAFKA_SASL_SSL_BROKERS \
   TEST_KAFKA_SASL_PASSWORD=$KAFKA_SASL_PASSWORD \
   TEST_KAFKA_SSL_CA_LOCATION=$KAFKA_SSL_CA_LOCATION
 echo "test: Kafka broker at $TEST_KAFKA_BROKERS (automatic topic creation off)," \
-  "SASL_SSL at $TEST_KAFKA_SASL_SSL_BROKERS" >&2
+  "SASL_SSL at $TEST_KAFKA_SASL_SSL_BROKERS, Redis at $TEST_REDIS_URL" >&2
 
 # The integration tests (tests/kafka/) are marked ignored so that a plain `cargo test` runs
 # without a broker; here they run too. Arguments after `--` go to the test binaries.

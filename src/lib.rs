@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | 0 | `domain`, `config`, `support` | typed events; the configuration; periodic work, backoff, locks |
 //! | 1 | `telemetry` | logs, trace context, the metrics registry and every metric's name |
-//! | 2 | `kafka` | client settings, the publisher and its producer, topics, health, statistics |
+//! | 2 | `kafka`, `shared` | Kafka: client settings, the publisher and its producer, topics, health, statistics; the state instances share, in Redis |
 //! | 3 | `live` | what the consumers processed: the kept events, the broadcast, the statistics |
 //! | 4 | `consumer` | the built-in consumers, dead letters, held partitions |
 //! | 5 | `http` | the server, the router and its layers, the handlers |
@@ -24,6 +24,7 @@ pub mod domain;
 pub mod http;
 pub mod kafka;
 pub mod live;
+pub mod shared;
 pub mod startup;
 pub mod support;
 pub mod telemetry;

@@ -60,6 +60,9 @@ const ELSEWHERE: &[(&str, &str)] = &[
     ("RDKAFKA_<NAME>", "tests/kafka/security.rs"),
     ("RDKAFKA_PRODUCER_<NAME>", "tests/kafka/process.rs"),
     ("RDKAFKA_CONSUMER_<NAME>", "tests/kafka/consumers.rs"),
+    ("REDIS_URL", "tests/kafka/shared.rs"),
+    ("REDIS_KEY_PREFIX", "tests/kafka/shared.rs"),
+    ("REDIS_TIMEOUT_MS", "tests/kafka/shared.rs"),
 ];
 
 fn post(path: &str, body: &Value) -> Request<Body> {

@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("support", 0),
     ("telemetry", 1),
     ("kafka", 2),
+    ("shared", 2),
     ("live", 3),
     ("consumer", 4),
     ("http", 5),

@@ -138,12 +138,23 @@ impl Stream {
     }
 }
 
+/// Where the streamed `event` was read from, `<topic>-<partition>-<offset>`.
+fn position(event: &Value) -> String {
+    format!(
+        "{}-{}-{}",
+        event["topic"].as_str().unwrap(),
+        event["partition"],
+        event["offset"]
+    )
+}
+
 #[tokio::test]
-async fn the_stream_sends_each_processed_event_with_its_position_as_id() {
+async fn the_stream_sends_each_processed_event_with_the_streams_position_in_each_partition_as_id() {
     let app = app(Outcome::Stored);
     let mut stream = Stream::open(&app, "", None).await;
     app.live.report(movie(7, "viewed"));
     app.live.report(payment(8, "completed", 5.0));
+    app.live.report(movie(9, "rated"));
 
     let (stream_id, event) = stream.next().await.unwrap();
     assert_eq!(stream_id, "movie-events-0-7");
@@ -151,7 +162,57 @@ async fn the_stream_sends_each_processed_event_with_its_position_as_id() {
     assert_eq!(event["type"], "movie");
     assert_eq!(event["action"], "viewed");
     assert_eq!(event["payload"]["title"], "T");
-    assert_eq!(stream.next().await.unwrap().0, "payment-events-0-8");
+    assert_eq!(
+        stream.next().await.unwrap().0,
+        "movie-events-0-7,payment-events-0-8"
+    );
+    assert_eq!(
+        stream.next().await.unwrap().0,
+        "movie-events-0-9,payment-events-0-8"
+    );
+}
+
+/// `event` as read from `partition`.
+fn on(partition: i32, mut event: ProcessedEvent) -> ProcessedEvent {
+    event.partition = partition;
+    event
+}
+
+#[tokio::test]
+async fn a_stream_resumes_exactly_on_an_instance_that_read_the_partitions_interleaved_otherwise() {
+    let (a, b) = (app(Outcome::Stored), app(Outcome::Stored));
+    for (partition, offset) in [(0, 1), (1, 1), (0, 2), (1, 2), (0, 3)] {
+        a.live.report(on(partition, movie(offset, "viewed")));
+    }
+    for (partition, offset) in [(1, 1), (1, 2), (0, 1), (0, 2), (0, 3)] {
+        b.live.report(on(partition, movie(offset, "viewed")));
+    }
+    let mut on_a = Stream::open(&a, "", None).await;
+    let mut seen = Vec::new();
+    let mut last_id = String::new();
+    for _ in 0..3 {
+        let (id, event) = on_a.next().await.unwrap();
+        seen.push(position(&event));
+        last_id = id;
+    }
+    assert_eq!(
+        seen,
+        ["movie-events-0-1", "movie-events-1-1", "movie-events-0-2"]
+    );
+
+    let mut on_b = Stream::open(&b, "", Some(&last_id)).await;
+    let mut rest = Vec::new();
+    for _ in 0..2 {
+        rest.push(position(&on_b.next().await.unwrap().1));
+    }
+    rest.sort();
+    assert_eq!(
+        rest,
+        ["movie-events-0-3", "movie-events-1-2"],
+        "each unseen event, once"
+    );
+    b.live.report(on(1, movie(3, "viewed")));
+    assert_eq!(position(&on_b.next().await.unwrap().1), "movie-events-1-3");
 }
 
 #[tokio::test]
@@ -281,11 +342,22 @@ async fn a_resumed_stream_is_filtered_too() {
     app.live.report(movie(3, "rated"));
     app.live.report(payment(4, "refunded", 2.0));
     let mut resumed = Stream::open(&app, "?type=payment", Some("movie-events-0-1")).await;
-    assert_eq!(resumed.next().await.unwrap().0, "payment-events-0-2");
-    assert_eq!(resumed.next().await.unwrap().0, "payment-events-0-4");
+    assert_eq!(
+        position(&resumed.next().await.unwrap().1),
+        "payment-events-0-2"
+    );
+    let (id, event) = resumed.next().await.unwrap();
+    assert_eq!(position(&event), "payment-events-0-4");
+    assert_eq!(
+        id, "movie-events-0-3,payment-events-0-4",
+        "past the movie left out too"
+    );
     app.live.report(movie(5, "viewed"));
     app.live.report(payment(6, "pending", 3.0));
-    assert_eq!(resumed.next().await.unwrap().0, "payment-events-0-6");
+    assert_eq!(
+        position(&resumed.next().await.unwrap().1),
+        "payment-events-0-6"
+    );
 }
 
 #[tokio::test]

@@ -401,3 +401,23 @@ async fn every_outcome_of_a_record_is_counted_by_topic_and_result_and_the_queue_
         7.0
     );
 }
+
+#[test]
+fn every_metric_the_service_defines_is_in_readmes_tables() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let names = std::fs::read_to_string(root.join("src/telemetry/metrics.rs")).unwrap();
+    let defined: Vec<&str> = names
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.starts_with("events_service_") && !s.contains(' '))
+        .collect();
+    assert!(defined.len() >= 20, "{defined:?}");
+    for name in defined {
+        assert!(
+            readme.contains(&format!("| `{name}` |")),
+            "{name} is not in README's Metrics"
+        );
+    }
+}

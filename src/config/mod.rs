@@ -8,6 +8,7 @@
 
 mod env;
 mod kafka;
+mod redis;
 mod security;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -22,6 +23,8 @@ pub use kafka::{
     MAX_STATISTICS_INTERVAL,
 };
 use kafka::{cloudevents_source, rdkafka_options, statistics_interval};
+pub use redis::RedisConfig;
+use redis::redis_config;
 pub use security::{
     AuthConfig, DEFAULT_OPEN_ROUTES, MIN_API_KEY_LEN, MIN_HS256_SECRET_LEN, RateLimitConfig, Secret,
 };
@@ -35,6 +38,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Per-client rate limiting of the publishing routes; `None` when off.
     pub rate_limit: Option<RateLimitConfig>,
+    /// Where instances share their state; `None` (no `REDIS_URL`) keeps it in memory.
+    pub redis: Option<RedisConfig>,
     /// `LOG_LEVEL`: a tracing filter such as `info` or `events_service=debug,rdkafka=warn`.
     pub log_level: String,
     /// `LOG_FORMAT`: `text`, the seed's lines (default), or `json`, one object per line.
@@ -214,6 +219,7 @@ impl Config {
             },
             auth: auth_config(&env)?,
             rate_limit: rate_limit_config(&env)?,
+            redis: redis_config(&env)?,
             log_level: env.get("LOG_LEVEL", "info".to_owned())?,
             log_format: env.get("LOG_FORMAT", LogFormat::Text)?,
             tracing: TracingConfig {

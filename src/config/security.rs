@@ -1,11 +1,11 @@
 //! Who may call the service and how often: API keys, bearer tokens, open routes and the
 //! per-client rate limit.
 
-use std::fmt;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use anyhow::bail;
+use secrecy::ExposeSecret;
 
 use super::env::Env;
 
@@ -73,49 +73,32 @@ pub struct RateLimitConfig {
 /// The largest `RATE_LIMIT_PER_SECOND`: one request per nanosecond.
 const MAX_RATE_PER_SECOND: f64 = 1e9;
 
-/// A value that must not reach the logs: its `Debug` says only that it is there.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the code that checks credentials.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
+/// A value that must not reach the logs (`secrecy`: its `Debug` says only that it is there, and
+/// it is zeroed when dropped); `expose_secret()` for the code that checks credentials.
+pub type Secret = secrecy::SecretString;
 
 pub(super) fn auth_config(env: &Env) -> anyhow::Result<AuthConfig> {
     let api_keys = env
         .list("AUTH_API_KEYS")?
         .unwrap_or_default()
         .into_iter()
-        .map(Secret)
+        .map(Secret::from)
         .collect::<Vec<_>>();
     // The keys themselves never appear in a message, not even a bad one.
     if let Some(position) = api_keys
         .iter()
-        .position(|key| key.0.chars().count() < MIN_API_KEY_LEN)
+        .position(|key| key.expose_secret().chars().count() < MIN_API_KEY_LEN)
     {
         bail!(
             "AUTH_API_KEYS: key {} is shorter than {MIN_API_KEY_LEN} characters",
             position + 1
         );
     }
-    let jwt_hs256_secret = env.optional("AUTH_JWT_HS256_SECRET").map(Secret);
-    if let Some(secret) = &jwt_hs256_secret {
-        if secret.0.len() < MIN_HS256_SECRET_LEN {
-            bail!("AUTH_JWT_HS256_SECRET must be at least {MIN_HS256_SECRET_LEN} bytes long");
-        }
+    let jwt_hs256_secret = env.optional("AUTH_JWT_HS256_SECRET").map(Secret::from);
+    if let Some(secret) = &jwt_hs256_secret
+        && secret.expose_secret().len() < MIN_HS256_SECRET_LEN
+    {
+        bail!("AUTH_JWT_HS256_SECRET must be at least {MIN_HS256_SECRET_LEN} bytes long");
     }
     let auth = AuthConfig {
         api_keys,
@@ -196,10 +179,18 @@ mod tests {
         ])
         .unwrap();
         assert!(c.auth.enabled() && c.auth.jwt_enabled());
-        let keys: Vec<&str> = c.auth.api_keys.iter().map(Secret::expose).collect();
+        let keys: Vec<&str> = c
+            .auth
+            .api_keys
+            .iter()
+            .map(ExposeSecret::expose_secret)
+            .collect();
         assert_eq!(keys, ["first-key-0123456789", "second-key-0123456789"]);
         assert_eq!(
-            c.auth.jwt_hs256_secret.as_ref().map(Secret::expose),
+            c.auth
+                .jwt_hs256_secret
+                .as_ref()
+                .map(ExposeSecret::expose_secret),
             Some("a shared secret of at least 32 bytes")
         );
         assert_eq!(

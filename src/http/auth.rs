@@ -19,6 +19,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use secrecy::ExposeSecret;
+
 use crate::config::AuthConfig;
 
 /// The header that carries an API key.
@@ -113,7 +115,7 @@ impl Authenticator {
         }
         let hs256 = config.jwt_hs256_secret.as_ref().map(|secret| {
             TokenVerifier::new(
-                DecodingKey::from_secret(secret.expose().as_bytes()),
+                DecodingKey::from_secret(secret.expose_secret().as_bytes()),
                 Algorithm::HS256,
                 config,
             )
@@ -147,7 +149,7 @@ impl Authenticator {
             api_keys: config
                 .api_keys
                 .iter()
-                .map(|key| Sha256::digest(key.expose().as_bytes()).into())
+                .map(|key| Sha256::digest(key.expose_secret().as_bytes()).into())
                 .collect(),
             hs256,
             rs256,
@@ -189,23 +191,23 @@ impl Authenticator {
     /// configured and the header is present; otherwise a bearer token when tokens are accepted.
     /// Credentials of a kind the service does not accept count as none.
     fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Rejection> {
-        if !self.api_keys.is_empty() {
-            if let Some(key) = headers.get(API_KEY_HEADER) {
-                return self.check_api_key(key.as_bytes());
-            }
+        if !self.api_keys.is_empty()
+            && let Some(key) = headers.get(API_KEY_HEADER)
+        {
+            return self.check_api_key(key.as_bytes());
         }
-        if self.hs256.is_some() || self.rs256.is_some() {
-            if let Some(value) = headers.get(header::AUTHORIZATION) {
-                let token = value
-                    .to_str()
-                    .ok()
-                    .and_then(|value| value.split_once(' '))
-                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                    .map(|(_, token)| token.trim())
-                    .filter(|token| !token.is_empty())
-                    .ok_or(Rejection::NotBearer)?;
-                return self.check_token(token);
-            }
+        if (self.hs256.is_some() || self.rs256.is_some())
+            && let Some(value) = headers.get(header::AUTHORIZATION)
+        {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|value| value.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim())
+                .filter(|token| !token.is_empty())
+                .ok_or(Rejection::NotBearer)?;
+            return self.check_token(token);
         }
         Err(Rejection::Missing)
     }
@@ -299,8 +301,8 @@ mod tests {
     fn keys_only() -> Authenticator {
         let config = AuthConfig {
             api_keys: vec![
-                Secret::new("first-key-0123456789"),
-                Secret::new("second-key-0123456789"),
+                Secret::from("first-key-0123456789"),
+                Secret::from("second-key-0123456789"),
             ],
             ..AuthConfig::default()
         };

@@ -34,6 +34,12 @@ pub enum ApiError {
     /// A repeat of a request whose `Idempotency-Key` is still being served.
     #[error("a request with this Idempotency-Key is still in progress; retry later")]
     IdempotencyKeyInProgress,
+    /// The request has an `Idempotency-Key` and the store that remembers keys (Redis) cannot be
+    /// reached: serving it could publish a duplicate.
+    #[error(
+        "the idempotency store (Redis) is unavailable: a request with an Idempotency-Key is not served without it, so that it cannot be published twice; retry later"
+    )]
+    IdempotencyUnavailable,
     /// The `Idempotency-Key` was used before for a different request.
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,
@@ -104,6 +110,7 @@ impl ApiError {
             ApiError::IdempotencyKeyInProgress => StatusCode::CONFLICT,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Publish(PublishError::QueueFull)
+            | ApiError::IdempotencyUnavailable
             | ApiError::Overloaded
             | ApiError::TooManyStreams => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Publish(_) | ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use crate::consumer::HeldPartition;
 use crate::kafka::KafkaStatus;
+use crate::shared::RedisStatus;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -18,6 +19,11 @@ pub struct Health {
     pub status: bool,
     pub kafka: KafkaStatus,
     pub consumers: ConsumersHealth,
+    /// Where idempotency keys and rate limits are shared, when `REDIS_URL` is set. Readiness
+    /// does not depend on it: while it is unreachable, requests with an `Idempotency-Key` are
+    /// answered 503 and rate limits are kept per instance, and every other request is served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisStatus>,
 }
 
 /// What the built-in consumers report.
@@ -65,6 +71,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
             status,
             kafka,
             consumers,
+            redis: state.redis.as_ref().map(|status| status.borrow().clone()),
         }),
     )
 }

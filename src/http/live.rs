@@ -1,9 +1,9 @@
 //! The live view over HTTP: processed events as server-sent events, and the statistics.
 //!
 //! `GET /api/events/stream` sends each event the built-in consumers process, as they process it,
-//! filtered by `type` and `action`. Each SSE id is `<topic>-<partition>-<offset>`; a client that
-//! reconnects with `Last-Event-ID` gets the kept events after that one first (the last
-//! [`crate::live::LiveView`] keeps). A client that falls too far behind is dropped rather than
+//! filtered by `type` and `action`. Each SSE id is the stream's [`Cursor`] (the last offset it
+//! has seen of each partition); a client that reconnects with `Last-Event-ID`, on any instance,
+//! first gets the kept events it has not seen (the last [`crate::live::LiveView`] keeps). A client that falls too far behind is dropped rather than
 //! slowing the consumers, one that stops reading is disconnected by the write timeout (see
 //! [`super::server`]), and at most `STREAM_MAX_CLIENTS` streams are open at once,
 //! `STREAM_MAX_PER_CLIENT` of them per client.
@@ -27,7 +27,7 @@ use super::AppState;
 use super::client::ClientKey;
 use super::error::{ApiError, ErrorBody};
 use crate::domain::EventType;
-use crate::live::{LiveEvent, LiveView, StatsSnapshot};
+use crate::live::{Cursor, LiveEvent, LiveView, StatsSnapshot};
 use crate::support::lock;
 
 /// What the live routes share.
@@ -160,9 +160,9 @@ impl Matcher {
 
 /// Stream processed events (server-sent events).
 ///
-/// Each message is `event: processed`, `id: <topic>-<partition>-<offset>`, and the event as
-/// JSON in `data`. Send `Last-Event-ID` to resume after that event (from the events kept in
-/// memory). A client that falls more than the backlog behind is disconnected.
+/// Each message is `event: processed`, an `id` naming the last offset the stream has seen of
+/// each partition (`<topic>-<partition>-<offset>`, comma-separated), and the event as JSON in
+/// `data`. Send `Last-Event-ID` to resume, on any instance, with the kept events not seen yet. A client that falls more than the backlog behind is disconnected.
 #[utoipa::path(
     get, path = "/api/events/stream", tag = "live",
     params(StreamFilter),
@@ -181,10 +181,12 @@ pub async fn stream_events(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let matcher = Arc::new(Matcher::new(filter)?);
     let permit = state.live.stream_slots.take(client)?;
-    let last_id = headers
+    let mut cursor = headers
         .get("last-event-id")
-        .and_then(|value| value.to_str().ok());
-    let (kept, receiver) = state.live.view.follow(last_id);
+        .and_then(|value| value.to_str().ok())
+        .map(Cursor::parse)
+        .unwrap_or_default();
+    let (kept, receiver) = state.live.view.follow(&cursor);
     let live = stream::unfold((receiver, permit), |(mut receiver, permit)| async move {
         match receiver.recv().await {
             Ok(event) => Some((event, (receiver, permit))),
@@ -197,18 +199,25 @@ pub async fn stream_events(
     });
     let events = stream::iter(kept)
         .chain(live)
-        .filter(move |event| std::future::ready(matcher.matches(event)))
-        .map(|event| Ok(to_sse(&event)))
+        // Each event once, though it may be kept and broadcast both, or come again after the
+        // reader's restart; the cursor moves past filtered-out events too.
+        .filter_map(move |event| {
+            let send = !cursor.has_seen(&event) && {
+                cursor.advance(&event);
+                matcher.matches(&event)
+            };
+            std::future::ready(send.then(|| Ok(to_sse(&event, &cursor))))
+        })
         // Open streams must not hold up a graceful shutdown.
         .take_until(state.live.closing.clone().cancelled_owned());
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
-fn to_sse(event: &LiveEvent) -> SseEvent {
+fn to_sse(event: &LiveEvent, cursor: &Cursor) -> SseEvent {
     let data = serde_json::to_string(&**event).unwrap_or_else(|_| "{}".to_owned());
     SseEvent::default()
         .event("processed")
-        .id(event.stream_id())
+        .id(cursor.encode())
         .data(data)
 }
 

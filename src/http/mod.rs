@@ -41,7 +41,7 @@ pub use admission::InflightBytes;
 pub use auth::{Authenticator, Principal};
 pub use error::{ApiError, ErrorBody};
 pub use events::{BatchResponse, PublishResponse};
-pub use idempotency::IdempotencyStore;
+pub use idempotency::{Idempotency, MemoryStore, RedisStore, Store};
 pub use live::{Live, StreamSlots};
 pub use metrics::HttpMetrics;
 pub use openapi::ApiDoc;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::admission::InflightBytes;
 use super::auth::Authenticator;
-use super::idempotency::IdempotencyStore;
+use super::idempotency::{Idempotency, MemoryStore, RedisStore, Store};
 use super::live::{Live, StreamSlots};
 use super::metrics::HttpMetrics;
 use super::rate_limit::RateLimit;
@@ -19,7 +19,13 @@ use crate::consumer::HeldPartitions;
 use crate::kafka::topics::Topics;
 use crate::kafka::{KafkaStatus, Publisher};
 use crate::live::LiveView;
+use crate::shared::{Redis, RedisStatus};
 use crate::telemetry::Metrics;
+use crate::telemetry::metrics::IDEMPOTENCY_UNAVAILABLE;
+
+/// How much longer than the request timeout an `Idempotency-Key` claim lasts in Redis, when the
+/// instance that made it never ends it.
+const CLAIM_GRACE: Duration = Duration::from_secs(5);
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -33,7 +39,9 @@ pub struct AppState {
     /// Limits each client's publishing requests; `None` when rate limiting is off.
     pub rate_limit: Option<Arc<RateLimit>>,
     /// The remembered answers to requests with an `Idempotency-Key`.
-    pub idempotency: Arc<IdempotencyStore>,
+    pub idempotency: Idempotency,
+    /// What the last check of Redis found, when it is configured.
+    pub redis: Option<watch::Receiver<RedisStatus>>,
     /// The `ce_source` of every record (`CLOUDEVENTS_SOURCE`), shared by all of them.
     pub cloudevents_source: Arc<str>,
     /// The live view: the event stream and the statistics.
@@ -66,6 +74,8 @@ pub struct Dependencies {
     pub live: Arc<LiveView>,
     pub held: HeldPartitions,
     pub metrics: Metrics,
+    /// Where instances share their state, when `REDIS_URL` is set.
+    pub redis: Option<Redis>,
     /// Cancelled at shutdown: open streams end.
     pub closing: CancellationToken,
 }
@@ -75,8 +85,24 @@ impl AppState {
     /// read (`AUTH_JWT_RS256_PUBLIC_KEY_FILE`).
     pub fn new(config: &Config, dependencies: Dependencies) -> anyhow::Result<Self> {
         let auth = Authenticator::from_config(&config.auth)?.map(Arc::new);
-        let rate_limit = config.rate_limit.map(|c| Arc::new(RateLimit::new(c)));
+        let metrics = &dependencies.metrics;
+        let redis = dependencies.redis;
+        let rate_limit = config
+            .rate_limit
+            .map(|c| Arc::new(RateLimit::new(c, redis.clone(), metrics)));
         let http = &config.http;
+        let store: Arc<dyn Store> = match &redis {
+            Some(redis) => Arc::new(RedisStore::new(
+                redis.clone(),
+                http.idempotency_window,
+                // A claim outlives its request, and then lapses: its instance may have died.
+                http.request_timeout + CLAIM_GRACE,
+            )),
+            None => Arc::new(MemoryStore::new(
+                http.idempotency_window,
+                http.idempotency_max_bytes,
+            )),
+        };
         Ok(Self {
             publisher: dependencies.publisher,
             topics: Arc::new(Topics::new(&config.kafka.topic_prefix)),
@@ -90,10 +116,11 @@ impl AppState {
             },
             auth,
             rate_limit,
-            idempotency: Arc::new(IdempotencyStore::new(
-                http.idempotency_window,
-                http.idempotency_max_bytes,
-            )),
+            idempotency: Idempotency {
+                store,
+                unavailable: metrics.counter(IDEMPOTENCY_UNAVAILABLE, &[] as &[(&str, &str)]),
+            },
+            redis: redis.as_ref().map(Redis::status),
             cloudevents_source: config.kafka.cloudevents_source.as_str().into(),
             live: Live {
                 view: dependencies.live,
@@ -128,6 +155,16 @@ impl AppState {
         if let Some(rate_limit) = &self.rate_limit {
             lines.push(format!("Rate limiting on: {}", rate_limit.describe()));
         }
+        lines.push(match &config.redis {
+            Some(redis) => format!(
+                "Idempotency keys and rate limits are shared through Redis (keys under {:?})",
+                redis.key_prefix
+            ),
+            None => {
+                "Idempotency keys and rate limits are kept in this instance's memory (no REDIS_URL)"
+                    .to_owned()
+            }
+        });
         lines
     }
 }

@@ -66,6 +66,20 @@ pub fn consumer(kafka: &KafkaConfig) -> ClientConfig {
     with_options(config, &kafka.consumer_options)
 }
 
+/// The live view's reader ([`crate::live`]): assigned its partitions with explicit offsets, never
+/// joining the group (it does not subscribe) nor committing. It names the group all the same,
+/// as librdkafka's consumers must, so it needs no ACL beyond the group's. `RDKAFKA_CONSUMER_*` options apply to it as to the group's consumers, but they
+/// cannot make it join or commit.
+pub fn live_reader(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = with_options(common(kafka), &kafka.consumer_options);
+    config
+        .set("group.id", &kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false");
+    config
+}
+
 /// librdkafka's statistics, for the clients whose context exports them
 /// ([`StatsContext`](super::StatsContext)): the default context would log them instead.
 fn with_statistics(config: &mut ClientConfig, kafka: &KafkaConfig) {

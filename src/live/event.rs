@@ -51,11 +51,6 @@ pub const PAYLOAD_PREVIEW_BYTES: usize = 1024;
 pub const MAX_KEY_BYTES: usize = 256;
 
 impl ProcessedEvent {
-    /// Where it was read from, `<topic>-<partition>-<offset>`: its id in the event stream.
-    pub fn stream_id(&self) -> String {
-        format!("{}-{}-{}", self.topic, self.partition, self.offset)
-    }
-
     /// The type's name, or [`OTHER`].
     pub fn type_name(&self) -> &'static str {
         self.event_type.map_or(OTHER, EventType::as_str)

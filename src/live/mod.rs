@@ -5,7 +5,10 @@
 //! Reporting never waits for a reader: a stream that falls behind the broadcast is dropped by its
 //! own side (see [`crate::http`]), so a slow client cannot slow the consumers.
 
+mod cursor;
 mod event;
+mod reader;
+mod record;
 mod stats;
 
 use std::collections::VecDeque;
@@ -15,10 +18,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
 use crate::support::lock;
+pub use cursor::Cursor;
 pub use event::{
     MAX_KEY_BYTES, MAX_PAYLOAD_BYTES, OTHER, PAYLOAD_PREVIEW_BYTES, ProcessedEvent,
     bounded_payload, prefix,
 };
+pub use reader::LiveReader;
+pub use record::{NotAnEvent, read};
 pub use stats::{PaymentTotals, Stats, StatsSnapshot, TypeCounts};
 
 /// An event as the live view keeps and sends it.
@@ -64,14 +70,7 @@ impl LiveView {
         inner
             .stats
             .record(event.event_type, event.action, event.amount, unix_seconds());
-        inner.recent_bytes += event.size();
-        inner.recent.push_back(event.clone());
-        while inner.recent.len() > self.capacity || inner.recent_bytes > MAX_RECENT_BYTES {
-            let Some(oldest) = inner.recent.pop_front() else {
-                break;
-            };
-            inner.recent_bytes -= oldest.size();
-        }
+        self.keep(&mut inner, event.clone());
         // Under the lock, so that a stream's replay and its live part neither overlap nor gap.
         if self.broadcast.receiver_count() > 0 {
             let _ = self.broadcast.send(event.clone());
@@ -79,18 +78,33 @@ impl LiveView {
         event
     }
 
-    /// The events kept after the one with `last_id` (all kept events when it is not among them,
-    /// or `None`), and a receiver of every event reported from now on.
-    pub fn follow(
-        &self,
-        last_id: Option<&str>,
-    ) -> (Vec<LiveEvent>, broadcast::Receiver<LiveEvent>) {
+    /// Keeps events that were processed before this view began (read back from the topics at
+    /// start): a stream can resume from them, but they are neither counted nor announced.
+    pub fn remember(&self, events: impl IntoIterator<Item = ProcessedEvent>) {
+        let mut inner = lock(&self.inner);
+        for event in events {
+            self.keep(&mut inner, Arc::new(event));
+        }
+    }
+
+    fn keep(&self, inner: &mut Inner, event: LiveEvent) {
+        inner.recent_bytes += event.size();
+        inner.recent.push_back(event);
+        while inner.recent.len() > self.capacity || inner.recent_bytes > MAX_RECENT_BYTES {
+            let Some(oldest) = inner.recent.pop_front() else {
+                break;
+            };
+            inner.recent_bytes -= oldest.size();
+        }
+    }
+
+    /// The kept events `cursor` has not seen (all of them for an empty cursor), and a receiver
+    /// of every event reported from now on.
+    pub fn follow(&self, cursor: &Cursor) -> (Vec<LiveEvent>, broadcast::Receiver<LiveEvent>) {
         let inner = lock(&self.inner);
         let receiver = self.broadcast.subscribe();
-        let start = last_id
-            .and_then(|id| inner.recent.iter().rposition(|e| e.stream_id() == id))
-            .map_or(0, |position| position + 1);
-        (inner.recent.range(start..).cloned().collect(), receiver)
+        let unseen = inner.recent.iter().filter(|event| !cursor.has_seen(event));
+        (unseen.cloned().collect(), receiver)
     }
 
     /// A receiver of every event reported from now on.

@@ -19,7 +19,8 @@ use crate::consumer::{Consumers, DeadLetters, HeldPartitions, Processor};
 use crate::http::{self, AppState, Deadlines, Dependencies, ServerLimits};
 use crate::kafka::topics::Topics;
 use crate::kafka::{KafkaSink, KafkaStatus, ProduceMetrics, Publisher, health};
-use crate::live::{LiveEvent, LiveView};
+use crate::live::{LiveEvent, LiveReader, LiveView};
+use crate::shared::Redis;
 use crate::support::every;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::UPKEEP_EVERY;
@@ -43,7 +44,7 @@ pub struct Application {
     router: axum::Router,
     state: AppState,
     sink: Arc<KafkaSink>,
-    live: Arc<LiveView>,
+    processor: Processor,
     background: Vec<JoinHandle<()>>,
     stop: CancellationToken,
     /// Stops everything when the application is dropped without a shutdown (a test that
@@ -68,6 +69,11 @@ impl Application {
         let (status_tx, kafka_status) = watch::channel(KafkaStatus::unknown(&topics));
         let live = Arc::new(LiveView::new(LIVE_RECENT_EVENTS, LIVE_STREAM_BACKLOG));
         let held = HeldPartitions::default();
+        let redis = config
+            .redis
+            .as_ref()
+            .map(|redis| Redis::new(redis, &metrics))
+            .transpose()?;
         // Before anything runs, so that a bad key file stops start-up at once.
         let state = AppState::new(
             &config,
@@ -77,6 +83,7 @@ impl Application {
                 live: live.clone(),
                 held: held.clone(),
                 metrics: metrics.clone(),
+                redis: redis.clone(),
                 closing: stop.clone(),
             },
         )?;
@@ -88,12 +95,17 @@ impl Application {
         let listener = http::listen(address)
             .with_context(|| format!("could not listen on {address} (check HOST and PORT)"))?;
 
+        let processor = Processor::new();
         let consumers = match config.kafka.consumers_enabled {
             true => Some(ConsumerSide {
                 consumers: Consumers::new(&config.kafka, &topics.all(), &metrics)?,
-                processor: Processor::new(live.clone()),
+                processor: processor.clone(),
                 dead_letters: DeadLetters::new(publisher),
                 held,
+                live: (
+                    LiveReader::new(&config.kafka, &topics.all(), LIVE_RECENT_EVENTS)?,
+                    live.clone(),
+                ),
             }),
             false => None,
         };
@@ -114,13 +126,17 @@ impl Application {
                 stop.clone(),
             )),
         ];
+        if let Some(redis) = redis {
+            let interval = config.kafka.health_interval;
+            background.push(tokio::spawn(redis.keep_connected(interval, stop.clone())));
+        }
         background.extend(upkeep(&state, &stop));
         Ok(Self {
             listener,
             router: http::router(state.clone()),
             state,
             sink,
-            live,
+            processor,
             background,
             stop_on_drop: stop.clone().drop_guard(),
             stop,
@@ -134,9 +150,10 @@ impl Application {
         self.listener.local_addr().map_or(0, |a| a.port())
     }
 
-    /// Events as the built-in consumers process them.
+    /// Events as this instance's consumers process them (the live view shows those of every
+    /// instance).
     pub fn processed_events(&self) -> broadcast::Receiver<LiveEvent> {
-        self.live.subscribe()
+        self.processor.subscribe()
     }
 
     /// The producer's side of Kafka, for tests that need to reach it (to inject a fatal error,
@@ -224,12 +241,12 @@ fn upkeep(state: &AppState, stop: &CancellationToken) -> Vec<JoinHandle<()>> {
         metrics.upkeep();
         std::future::ready(())
     }))];
-    let idempotency = state.idempotency.clone();
+    let idempotency = state.idempotency.store.clone();
     tasks.push(tokio::spawn(every(
         FORGET_OLD_ANSWERS_EVERY,
         stop.clone(),
         move || {
-            idempotency.expire(std::time::Instant::now());
+            idempotency.expire();
             std::future::ready(())
         },
     )));

@@ -11,6 +11,7 @@ use crate::config::KafkaConfig;
 use crate::consumer::{Consumers, DeadLetters, HeldPartitions, Processor};
 use crate::kafka::KafkaStatus;
 use crate::kafka::topics::{CreateTopicsError, Topics, create_topics};
+use crate::live::{LiveReader, LiveView};
 use crate::support::Backoff;
 
 /// The longest wait between two attempts to create the topics while Kafka is away.
@@ -24,6 +25,8 @@ pub struct ConsumerSide {
     pub processor: Processor,
     pub dead_letters: DeadLetters,
     pub held: HeldPartitions,
+    /// The live view, and its reader of every partition.
+    pub live: (LiveReader, Arc<LiveView>),
 }
 
 /// Creates the topics the health check finds missing (retrying while Kafka is away or refuses),
@@ -80,10 +83,13 @@ pub async fn provision_then_consume(
             processor,
             dead_letters,
             held,
+            live: (reader, live),
         } = side;
+        let reading = tokio::spawn(reader.run(live, stop.clone()));
         if let Err(error) = consumers.run(processor, dead_letters, held, stop).await {
             tracing::error!("[CONSUMER] The consumers stopped: {error:#}");
         }
+        let _ = reading.await;
     }
     let _ = dead_letter_topics.await;
 }

@@ -30,6 +30,9 @@ pub const DEAD_LETTERS_TRUNCATED: &str = "events_service_dead_letters_truncated_
 pub const HTTP_CONNECTIONS: &str = "events_service_http_connections";
 pub const HTTP_CONNECTIONS_CLOSED: &str = "events_service_http_connections_closed_total";
 pub const HTTP_PANICS: &str = "events_service_http_panics_total";
+pub const REDIS_FAILURES: &str = "events_service_redis_failures_total";
+pub const RATE_LIMIT_FALLBACKS: &str = "events_service_rate_limit_fallbacks_total";
+pub const IDEMPOTENCY_UNAVAILABLE: &str = "events_service_idempotency_unavailable_total";
 
 /// librdkafka's statistics (`KAFKA_STATISTICS_INTERVAL_MS`), per client (`client` label:
 /// `producer`, or `consumer:<topic>`), and per broker of each client.
@@ -78,6 +81,24 @@ use librdkafka::*;
 
 /// What each metric is, for the `# HELP` and `# TYPE` lines.
 const DESCRIPTIONS: &[(Kind, &str, Option<Unit>, &str)] = &[
+    (
+        Kind::Counter,
+        REDIS_FAILURES,
+        None,
+        "Redis operations that failed or got no answer within REDIS_TIMEOUT_MS",
+    ),
+    (
+        Kind::Counter,
+        RATE_LIMIT_FALLBACKS,
+        None,
+        "Requests rate limited by the instance's own buckets because Redis was unavailable",
+    ),
+    (
+        Kind::Counter,
+        IDEMPOTENCY_UNAVAILABLE,
+        None,
+        "Requests with an Idempotency-Key answered 503 because Redis was unavailable",
+    ),
     (
         Kind::Counter,
         HTTP_REQUESTS,

@@ -161,6 +161,7 @@ pub fn app_deciding(
             live: live.clone(),
             held: HeldPartitions::default(),
             metrics: metrics.clone(),
+            redis: None,
             closing: CancellationToken::new(),
         },
     )

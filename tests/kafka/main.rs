@@ -15,6 +15,7 @@ mod publish;
 mod scale_out;
 mod security;
 mod service;
+mod shared;
 mod slow_clients;
 mod topics;
 mod trace_context;

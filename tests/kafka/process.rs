@@ -164,10 +164,21 @@ async fn sigterm_while_requests_are_in_flight_finishes_them_and_loses_nothing_an
             }
         }));
     }
+    // The linger answers the clients together, and they send again together: the signal goes
+    // mid-linger, once the last answers are 100 ms old, so that the requests sent since are in
+    // flight (and were sent more than 50 ms before it).
     let started = Instant::now();
-    while log.lock().unwrap().len() < 300 {
+    let mid_linger = || {
+        let log = log.lock().unwrap();
+        let last_answer = log
+            .iter()
+            .filter_map(|r| r.answer.as_ref().map(|(at, _, _)| *at))
+            .max();
+        log.len() >= 300 && last_answer.is_some_and(|at| at.elapsed() > Duration::from_millis(100))
+    };
+    while !mid_linger() {
         assert!(started.elapsed() < DEADLINE, "the load never got going");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let sigterm_at = Instant::now();
     service.terminate();
@@ -203,8 +214,18 @@ async fn sigterm_while_requests_are_in_flight_finishes_them_and_loses_nothing_an
         .collect();
     assert!(
         in_flight.len() >= 3,
-        "only {} requests in flight at SIGTERM",
-        in_flight.len()
+        "only {} requests in flight at SIGTERM; statuses of all {}: {:?}",
+        in_flight.len(),
+        log.len(),
+        log.iter()
+            .map(|r| r.answer.as_ref().map(|(_, status, _)| *status))
+            .fold(
+                HashMap::<Option<u16>, usize>::new(),
+                |mut counts, status| {
+                    *counts.entry(status).or_default() += 1;
+                    counts
+                }
+            )
     );
     assert_eq!(
         finished.len(),

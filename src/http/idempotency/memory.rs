@@ -13,8 +13,11 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{Begin, Remembered};
+use async_trait::async_trait;
+
+use super::{Begin, Claim, Remembered, Store};
 use crate::http::client::ClientKey;
+use crate::shared::Unavailable;
 
 /// What a key costs beyond its text and its answer: the map's and the queue's slots, the hash.
 const ENTRY_OVERHEAD_BYTES: usize = 128;
@@ -23,14 +26,6 @@ pub struct MemoryStore {
     window: Duration,
     max_bytes: usize,
     inner: Mutex<Callers>,
-}
-
-/// A claim on a key, for the request that made it: only that request may end it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    caller: ClientKey,
-    key: String,
-    serial: u64,
 }
 
 #[derive(Default)]
@@ -69,13 +64,13 @@ impl MemoryStore {
     }
 
     /// Claims `key` for `caller`'s request with `fingerprint`, or says why not.
-    pub(super) fn begin(
+    pub fn begin_at(
         &self,
         caller: &ClientKey,
         key: &str,
         fingerprint: [u8; 32],
         now: Instant,
-    ) -> (Begin, Option<Claim>) {
+    ) -> Begin {
         let mut callers = self.lock();
         let callers = &mut *callers;
         let next_serial = callers.next_serial;
@@ -95,7 +90,7 @@ impl MemoryStore {
                 (None, true) => Begin::InProgress,
             };
             callers.charge(id, 0, freed);
-            return (begin, None);
+            return begin;
         }
         let serial = callers.next_serial;
         callers.next_serial += 1;
@@ -112,17 +107,16 @@ impl MemoryStore {
             },
         );
         callers.charge(id, key_cost(key), freed);
-        let claim = Claim {
+        Begin::Fresh(Claim {
             caller: caller.clone(),
             key: key.to_owned(),
-            serial,
-        };
-        (Begin::Fresh, Some(claim))
+            token: serial,
+        })
     }
 
     /// Ends `claim`'s request: remembers its answer, or, without one, frees the key at no cost.
     /// A claim whose key has since been forgotten and claimed again is left alone.
-    pub(super) fn finish(&self, claim: &Claim, answer: Option<Remembered>, now: Instant) {
+    pub fn finish_at(&self, claim: &Claim, answer: Option<Remembered>, now: Instant) {
         let mut callers = self.lock();
         let callers = &mut *callers;
         let Some(&id) = callers.ids.get(&claim.caller) else {
@@ -134,7 +128,7 @@ impl MemoryStore {
         let Some(entry) = table
             .entries
             .get_mut(&claim.key)
-            .filter(|e| e.serial == claim.serial && e.answer.is_none())
+            .filter(|e| e.serial == claim.token && e.answer.is_none())
         else {
             return;
         };
@@ -154,7 +148,7 @@ impl MemoryStore {
     }
 
     /// Forgets every answer older than the window, and the callers left with no keys.
-    pub fn expire(&self, now: Instant) {
+    pub fn expire_at(&self, now: Instant) {
         let mut callers = self.lock();
         let ids: Vec<u64> = callers.tables.keys().copied().collect();
         for id in ids {
@@ -181,6 +175,26 @@ impl MemoryStore {
         // The bookkeeping is updated in one step under the lock: a panic elsewhere cannot leave
         // it half-done.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn begin(
+        &self,
+        caller: &ClientKey,
+        key: &str,
+        fingerprint: [u8; 32],
+    ) -> Result<Begin, Unavailable> {
+        Ok(self.begin_at(caller, key, fingerprint, Instant::now()))
+    }
+
+    async fn finish(&self, claim: &Claim, answer: Option<Remembered>) {
+        self.finish_at(claim, answer, Instant::now());
+    }
+
+    fn expire(&self) {
+        self.expire_at(Instant::now());
     }
 }
 
@@ -277,20 +291,20 @@ mod tests {
     }
 
     fn claim(store: &MemoryStore, who: u8, key: &str, now: Instant) -> Claim {
-        match store.begin(&caller(who), key, [1; 32], now) {
-            (Begin::Fresh, Some(claim)) => claim,
+        match store.begin_at(&caller(who), key, [1; 32], now) {
+            Begin::Fresh(claim) => claim,
             _ => panic!("{key} was not fresh for caller {who}"),
         }
     }
 
     fn answered(store: &MemoryStore, who: u8, key: &str, now: Instant) {
         let claim = claim(store, who, key, now);
-        store.finish(&claim, Some(answer("12345")), now);
+        store.finish_at(&claim, Some(answer("12345")), now);
     }
 
     fn is(store: &MemoryStore, who: u8, key: &str, now: Instant) -> &'static str {
-        match store.begin(&caller(who), key, [1; 32], now).0 {
-            Begin::Fresh => "fresh",
+        match store.begin_at(&caller(who), key, [1; 32], now) {
+            Begin::Fresh(_) => "fresh",
             Begin::Replay(_) => "replay",
             Begin::InProgress => "in progress",
             Begin::Mismatch => "mismatch",
@@ -305,13 +319,13 @@ mod tests {
         );
         let first = claim(&store, 1, "k", now);
         assert_eq!(is(&store, 1, "k", now), "in progress");
-        store.finish(&first, Some(answer("first")), now);
-        match store.begin(&caller(1), "k", [1; 32], now).0 {
+        store.finish_at(&first, Some(answer("first")), now);
+        match store.begin_at(&caller(1), "k", [1; 32], now) {
             Begin::Replay(remembered) => assert_eq!(remembered.body, "first"),
             _ => panic!("expected a replay"),
         }
         assert!(matches!(
-            store.begin(&caller(1), "k", [2; 32], now).0,
+            store.begin_at(&caller(1), "k", [2; 32], now),
             Begin::Mismatch
         ));
     }
@@ -324,7 +338,7 @@ mod tests {
         );
         let first = claim(&store, 1, "k", now);
         assert!(store.usage(&caller(1)).1 > 0, "a claim is counted");
-        store.finish(&first, None, now);
+        store.finish_at(&first, None, now);
         assert_eq!(store.usage(&caller(1)), (0, 0));
         assert_eq!(is(&store, 1, "k", now), "fresh");
     }
@@ -337,7 +351,7 @@ mod tests {
         );
         answered(&store, 1, "k", now);
         assert_eq!(is(&store, 1, "k", now + Duration::from_secs(59)), "replay");
-        store.expire(now + Duration::from_secs(61));
+        store.expire_at(now + Duration::from_secs(61));
         assert_eq!(
             store.usage(&caller(1)),
             (0, 0),
@@ -377,7 +391,7 @@ mod tests {
             answered(&store, 1, &format!("{n}"), now);
         }
         assert_eq!(is(&store, 1, "pending", now), "in progress");
-        store.finish(&pending, Some(answer("later")), now);
+        store.finish_at(&pending, Some(answer("later")), now);
         assert_eq!(is(&store, 1, "pending", now), "replay");
     }
 
@@ -388,15 +402,15 @@ mod tests {
             Instant::now(),
         );
         let first = claim(&store, 1, "k", now);
-        store.finish(&first, Some(answer("first")), now);
-        store.expire(now + Duration::from_secs(61));
+        store.finish_at(&first, Some(answer("first")), now);
+        store.expire_at(now + Duration::from_secs(61));
         let second = claim(&store, 1, "k", now + Duration::from_secs(61));
-        store.finish(&first, None, now + Duration::from_secs(61));
+        store.finish_at(&first, None, now + Duration::from_secs(61));
         assert_eq!(
             is(&store, 1, "k", now + Duration::from_secs(61)),
             "in progress"
         );
-        store.finish(&second, None, now + Duration::from_secs(61));
+        store.finish_at(&second, None, now + Duration::from_secs(61));
     }
 
     #[test]

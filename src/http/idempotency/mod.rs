@@ -3,16 +3,16 @@
 //! answer again, byte for byte, and publishes nothing; the same key with a different request is
 //! refused with 422, and while the first request is still running a repeat gets 409.
 //!
-//! How far the guarantee reaches: one service instance, for as long as it runs. Keys live in
-//! this process's memory, so a repeat that reaches another instance, or this one after a
-//! restart, publishes again. Only a 2xx answer is remembered: after a 4xx or 5xx the key is free
+//! How far the guarantee reaches: with `REDIS_URL`, every instance and every restart within the
+//! window ([`RedisStore`]); without it, one instance for as long as it runs ([`MemoryStore`]). Only a 2xx answer is remembered: after a 4xx or 5xx the key is free
 //! and a retry is a new attempt (a 500 after a delivery timeout may still have been written by
 //! Kafka, so that retry can duplicate the event; consumers are at-least-once anyway). Keys are
 //! scoped to the caller: the authenticated principal, or the client's address when
 //! authentication is off; callers share the memory fairly ([`memory`]).
 
 use std::sync::Arc;
-use std::time::Instant;
+
+use async_trait::async_trait;
 
 use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{Request, State};
@@ -25,6 +25,7 @@ use utoipa::IntoParams;
 use super::client::ClientKey;
 use super::error::ApiError;
 use super::extract::JsonLimits;
+use crate::shared::Unavailable;
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// Set on an answer that repeats a remembered one.
@@ -45,44 +46,93 @@ pub struct IdempotencyKeyHeader {
 }
 
 mod memory;
+mod redis;
 
-use memory::Claim;
-pub use memory::MemoryStore as IdempotencyStore;
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
 
-/// A successful answer as it was sent.
-#[derive(Clone)]
-struct Remembered {
-    status: StatusCode,
-    content_type: Option<HeaderValue>,
-    body: Bytes,
+/// Where the answers are remembered: this instance's memory, or Redis for every instance.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Claims `key` for `caller`'s request with `fingerprint`, or says what is there already.
+    async fn begin(
+        &self,
+        caller: &ClientKey,
+        key: &str,
+        fingerprint: [u8; 32],
+    ) -> Result<Begin, Unavailable>;
+
+    /// Ends `claim`'s request: remembers its answer, or, without one, frees the key. A claim
+    /// whose key has since been forgotten and claimed again is left alone.
+    async fn finish(&self, claim: &Claim, answer: Option<Remembered>);
+
+    /// Forgets what is older than the window, when the store has to do that itself.
+    fn expire(&self) {}
 }
 
-enum Begin {
-    /// The key is new: the request runs, and its answer is remembered if it succeeds.
-    Fresh,
+/// A successful answer as it was sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Remembered {
+    pub status: StatusCode,
+    pub content_type: Option<HeaderValue>,
+    pub body: Bytes,
+}
+
+/// What a store found for a key.
+#[derive(Debug)]
+pub enum Begin {
+    /// The key is new and now claimed: the request runs, and its answer is remembered if it
+    /// succeeds.
+    Fresh(Claim),
     Replay(Remembered),
     InProgress,
     Mismatch,
 }
 
-/// Frees the key if the request ends without an answer to remember, including when its future
-/// is dropped (the client went away, or the request timed out).
-struct Pending<'a> {
-    store: &'a IdempotencyStore,
-    claim: Claim,
-    answer: Option<Remembered>,
+/// A claim on a key, for the request that made it: only that request may end it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub caller: ClientKey,
+    pub key: String,
+    /// Tells this claim from a later one on the same key.
+    pub token: u64,
 }
 
-impl Drop for Pending<'_> {
+/// Frees the key if the request ends without an answer to remember, including when its future
+/// is dropped (the client went away, or the request timed out).
+struct Pending {
+    store: Arc<dyn Store>,
+    claim: Option<Claim>,
+}
+
+impl Pending {
+    /// Ends the claim now, with `answer`.
+    async fn finish(mut self, answer: Option<Remembered>) {
+        if let Some(claim) = self.claim.take() {
+            self.store.finish(&claim, answer).await;
+        }
+    }
+}
+
+impl Drop for Pending {
     fn drop(&mut self) {
-        self.store
-            .finish(&self.claim, self.answer.take(), Instant::now());
+        if let Some(claim) = self.claim.take() {
+            let store = self.store.clone();
+            tokio::spawn(async move { store.finish(&claim, None).await });
+        }
     }
 }
 
 /// The middleware on the publishing routes.
+/// The middleware's state: the store, and the count of requests it could not serve.
+#[derive(Clone)]
+pub struct Idempotency {
+    pub store: Arc<dyn Store>,
+    pub unavailable: metrics::Counter,
+}
+
 pub async fn idempotency(
-    State(store): State<Arc<IdempotencyStore>>,
+    State(Idempotency { store, unavailable }): State<Idempotency>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -104,20 +154,25 @@ pub async fn idempotency(
         Err(_) => return ApiError::PayloadTooLarge(limit).into_response(),
     };
     let fingerprint = fingerprint(parts.method.as_str(), parts.uri.path(), &body);
-    let claim = match store.begin(&caller, &key, fingerprint, Instant::now()) {
-        (Begin::Replay(answer), _) => return replay(answer),
-        (Begin::InProgress, _) => return ApiError::IdempotencyKeyInProgress.into_response(),
-        (Begin::Mismatch, _) => return ApiError::IdempotencyKeyReused.into_response(),
-        (Begin::Fresh, Some(claim)) => claim,
-        (Begin::Fresh, None) => return ApiError::Internal.into_response(),
+    let claim = match store.begin(&caller, &key, fingerprint).await {
+        Ok(Begin::Fresh(claim)) => claim,
+        Ok(Begin::Replay(answer)) => return replay(answer),
+        Ok(Begin::InProgress) => return ApiError::IdempotencyKeyInProgress.into_response(),
+        Ok(Begin::Mismatch) => return ApiError::IdempotencyKeyReused.into_response(),
+        // Never a silent duplicate: without the store, a keyed request is not served.
+        Err(error) => {
+            tracing::warn!("Idempotency-Key request refused: {error}");
+            unavailable.increment(1);
+            return ApiError::IdempotencyUnavailable.into_response();
+        }
     };
-    let mut pending = Pending {
-        store: &store,
-        claim,
-        answer: None,
+    let pending = Pending {
+        store: store.clone(),
+        claim: Some(claim),
     };
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
     if !response.status().is_success() {
+        pending.finish(None).await;
         return response;
     }
     let (parts, body) = response.into_parts();
@@ -125,11 +180,12 @@ pub async fn idempotency(
     let Ok(body) = to_bytes(body, usize::MAX).await else {
         return ApiError::Internal.into_response();
     };
-    pending.answer = Some(Remembered {
+    let answer = Remembered {
         status: parts.status,
         content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
         body: body.clone(),
-    });
+    };
+    pending.finish(Some(answer)).await;
     Response::from_parts(parts, Body::from(body))
 }
 

@@ -1,0 +1,226 @@
+//! The live view's own reader of the event topics, so that every instance shows every event,
+//! whichever instance of the group processes it.
+//!
+//! It is a consumer outside the group: it is assigned every partition (it never joins the group,
+//! so it takes nothing from the consumers that process) and never commits. At start it reads,
+//! per partition, up to the last `recent` records already there, to fill the kept events in the
+//! order Kafka timed them: a stream can resume with `Last-Event-ID` on any instance, after a
+//! restart too. Those recorded before the reader was created are kept but not counted: the
+//! statistics count the events recorded since this instance started, whichever instance
+//! processed them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use super::{LiveView, ProcessedEvent, read};
+use crate::config::KafkaConfig;
+use crate::kafka::client;
+
+/// How long a call to the broker (metadata, watermarks) may take.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the reader looks up from polling to see whether it should stop.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How long the records already there may take to read before the reader goes on without the
+/// rest (a partition whose leader is away, say): they are then kept as they come.
+const HISTORY_DEADLINE: Duration = Duration::from_secs(10);
+/// How often the reader looks for partitions added to the topics.
+const NEW_PARTITIONS_EVERY: Duration = Duration::from_secs(30);
+
+/// Reads every partition of the event topics into a [`LiveView`].
+pub struct LiveReader {
+    consumer: BaseConsumer<DefaultConsumerContext>,
+    topics: Vec<String>,
+    recent: i64,
+    /// When it was created, in ms since the epoch: events recorded since are counted.
+    started_at: i64,
+}
+
+impl LiveReader {
+    /// Creates the reader (so that a bad configuration stops start-up) without reading yet.
+    pub fn new(kafka: &KafkaConfig, topics: &[String], recent: usize) -> anyhow::Result<Self> {
+        let consumer = client::live_reader(kafka)
+            .create()
+            .context("librdkafka rejected the live view's consumer configuration (check the RDKAFKA_* variables)")?;
+        Ok(Self {
+            consumer,
+            topics: topics.to_vec(),
+            recent: i64::try_from(recent).unwrap_or(i64::MAX),
+            started_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| {
+                    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+                }),
+        })
+    }
+
+    /// Reads into `live` until `stop`, on a thread of its own (like the consumers). Call once
+    /// the topics exist.
+    pub async fn run(self, live: Arc<LiveView>, stop: CancellationToken) {
+        let reading = tokio::task::spawn_blocking(move || self.read(&live, &stop));
+        if let Err(error) = reading.await {
+            tracing::error!("[LIVE] The live view's reader failed: {error}");
+        }
+    }
+
+    fn read(self, live: &LiveView, stop: &CancellationToken) {
+        let mut history = match self.start() {
+            Ok(history) => history,
+            Err(error) => {
+                tracing::error!("[LIVE] The live view cannot read the topics: {error:#}");
+                return;
+            }
+        };
+        let mut looked_for_partitions = Instant::now();
+        while !stop.is_cancelled() {
+            if looked_for_partitions.elapsed() >= NEW_PARTITIONS_EVERY {
+                looked_for_partitions = Instant::now();
+                if let Err(error) = self.assign_new_partitions(&mut history) {
+                    tracing::warn!("[LIVE] Could not look for new partitions: {error:#}");
+                }
+            }
+            match self.consumer.poll(POLL_INTERVAL) {
+                None => {}
+                Some(Ok(record)) => match read(&record) {
+                    Ok((event, _)) if history.wants(&record) => {
+                        history.keep(event, &record);
+                    }
+                    Ok((event, _)) => {
+                        live.report(event);
+                    }
+                    // The consumers that process it say so (and write its dead letter).
+                    Err(_) => {}
+                },
+                Some(Err(error)) => tracing::warn!("[LIVE] Error: {error}"),
+            }
+            history.settle(live, &self.consumer);
+        }
+    }
+
+    /// Assigns every partition, each from up to `recent` records before its end.
+    fn start(&self) -> anyhow::Result<History> {
+        let mut history = History {
+            counted_from: self.started_at,
+            ..History::default()
+        };
+        let assignment = self.new_partitions(&mut history)?;
+        self.consumer
+            .assign(&assignment)
+            .context("could not assign the partitions")?;
+        Ok(history)
+    }
+
+    fn assign_new_partitions(&self, history: &mut History) -> anyhow::Result<()> {
+        let added = self.new_partitions(history)?;
+        if added.count() > 0 {
+            self.consumer
+                .incremental_assign(&added)
+                .context("could not assign the new partitions")?;
+        }
+        Ok(())
+    }
+
+    /// The partitions not yet read, each from where reading it begins: up to `recent` records
+    /// before its end (noted in `history`) for those there at start, its beginning for those
+    /// added since.
+    fn new_partitions(&self, history: &mut History) -> anyhow::Result<TopicPartitionList> {
+        let mut added = TopicPartitionList::new();
+        let first = history.ends.is_empty() && history.read.is_empty();
+        for topic in &self.topics {
+            let metadata = self
+                .consumer
+                .fetch_metadata(Some(topic), BROKER_TIMEOUT)
+                .with_context(|| format!("could not read the metadata of {topic}"))?;
+            for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+                let at = (topic.clone(), partition.id());
+                if history.read.contains(&at) {
+                    continue;
+                }
+                let offset = match first {
+                    true => {
+                        let (low, high) = self
+                            .consumer
+                            .fetch_watermarks(topic, partition.id(), BROKER_TIMEOUT)
+                            .with_context(|| format!("could not read the offsets of {topic}"))?;
+                        if high > low {
+                            history.ends.insert(at.clone(), high);
+                        }
+                        Offset::Offset(low.max(high - self.recent))
+                    }
+                    false => Offset::Beginning,
+                };
+                history.read.insert(at);
+                added
+                    .add_partition_offset(topic, partition.id(), offset)
+                    .context("could not name a partition")?;
+            }
+        }
+        Ok(added)
+    }
+}
+
+/// The records that were there before the reader started, gathered to be kept in time order.
+#[derive(Default)]
+struct History {
+    /// Per partition not yet read to its end at start, that end.
+    ends: HashMap<(String, i32), i64>,
+    /// The partitions assigned.
+    read: HashSet<(String, i32)>,
+    /// The events gathered, with their record's time.
+    events: Vec<(i64, ProcessedEvent)>,
+    started: Option<Instant>,
+    settled: bool,
+    /// Gathered events recorded at or after this time (ms since the epoch) are counted too.
+    counted_from: i64,
+}
+
+impl History {
+    /// Whether `record` was there before the reader started.
+    fn wants(&self, record: &impl Message) -> bool {
+        let at = (record.topic().to_owned(), record.partition());
+        self.ends.get(&at).is_some_and(|end| record.offset() < *end)
+    }
+
+    fn keep(&mut self, event: ProcessedEvent, record: &impl Message) {
+        let time = record.timestamp().to_millis().unwrap_or(0);
+        self.events.push((time, event));
+    }
+
+    /// Once every partition was read to its end at start (or the deadline passed), hands the
+    /// gathered events to `live` in time order; a history record read after that is kept as it
+    /// comes.
+    fn settle(&mut self, live: &LiveView, consumer: &BaseConsumer<DefaultConsumerContext>) {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        if self.settled && self.events.is_empty() {
+            return;
+        }
+        if !self.settled {
+            let caught_up = consumer.position().is_ok_and(|positions| {
+                self.ends.iter().all(|((topic, partition), end)| {
+                    positions
+                        .find_partition(topic, *partition)
+                        .and_then(|p| p.offset().to_raw())
+                        .is_some_and(|position| position >= *end)
+                })
+            });
+            if !caught_up && started.elapsed() < HISTORY_DEADLINE {
+                return;
+            }
+            self.settled = true;
+        }
+        self.events.sort_by_key(|(time, _)| *time);
+        let counted = self
+            .events
+            .partition_point(|(time, _)| *time < self.counted_from);
+        let mut events = self.events.drain(..).map(|(_, event)| event);
+        live.remember(events.by_ref().take(counted));
+        events.for_each(|event| {
+            live.report(event);
+        });
+    }
+}
