@@ -86,6 +86,7 @@ impl DeadLetters {
                     ),
                 ],
                 copied_headers,
+                timestamp: None,
             },
             origin,
             source_topic: record.topic().to_owned(),

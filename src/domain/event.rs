@@ -283,7 +283,8 @@ impl From<PaymentEvent> for EventPayload {
 /// An event as published to Kafka and returned to the client.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Event {
-    /// A fresh UUID (v4) per event.
+    /// A fresh UUID (v4) per event; under an `Idempotency-Key`, a UUID (v8) derived from the
+    /// caller, the key and the request, the same on every retry of it.
     pub id: Uuid,
     #[serde(rename = "type")]
     pub event_type: EventType,
@@ -295,8 +296,13 @@ pub struct Event {
 impl Event {
     /// Wraps a validated payload received at `received_at` under a new id.
     pub fn new(payload: EventPayload, received_at: Timestamp) -> Self {
+        Self::with_id(Uuid::new_v4(), payload, received_at)
+    }
+
+    /// Wraps a validated payload received at `received_at` under `id`.
+    pub fn with_id(id: Uuid, payload: EventPayload, received_at: Timestamp) -> Self {
         Self {
-            id: Uuid::new_v4(),
+            id,
             event_type: payload.event_type(),
             timestamp: received_at,
             payload,

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::idempotency::MaybePublished;
 use crate::domain::{BatchErrors, FieldError, ItemErrors, ValidationErrors};
 use crate::kafka::PublishError;
 
@@ -134,6 +135,10 @@ impl IntoResponse for ApiError {
             items: None,
         };
         let mut headers = HeaderMap::new();
+        // An event handed to Kafka and not confirmed may be stored: a retry under the same
+        // Idempotency-Key looks for it first.
+        let maybe_published =
+            matches!(&self, ApiError::Publish(error) if !matches!(error, PublishError::QueueFull));
         match self {
             ApiError::Invalid(errors) => body.fields = Some(errors.0),
             ApiError::InvalidBatch(errors) => body.items = Some(errors.0),
@@ -149,7 +154,11 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        with_retry_after(status, (status, headers, Json(body)).into_response())
+        let mut response = with_retry_after(status, (status, headers, Json(body)).into_response());
+        if maybe_published {
+            response.extensions_mut().insert(MaybePublished);
+        }
+        response
     }
 }
 

@@ -3,24 +3,25 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{AppendHeaders, IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use utoipa::{IntoResponses, ToSchema};
 
 use super::AppState;
+use super::earlier::{Identity, find_earlier};
 use super::error::{ApiError, ErrorBody, with_retry_after};
 use super::extract::{JsonArray, JsonObject};
-use super::idempotency::IdempotencyKeyHeader;
+use super::idempotency::{Attempt, IdempotencyKeyHeader, MaybePublished, REPLAYED};
 use crate::domain::{
     BatchItem, Event, EventPayload, EventType, MovieEvent, PaymentEvent, Timestamp, UserEvent,
     parse_batch,
 };
-use crate::kafka::{Delivery, OutgoingRecord, PublishError};
+use crate::kafka::{Delivery, Found, OutgoingRecord, PublishError};
 use crate::telemetry::trace::current_context_headers;
 
 /// The answer to a stored event.
@@ -40,7 +41,18 @@ pub struct PublishResponse {
     pub event: Box<RawValue>,
 }
 
-type Created = (StatusCode, Json<PublishResponse>);
+/// A stored event's answer: 201, and `Idempotent-Replayed: true` when an earlier attempt of the
+/// request stored it.
+type Created = (
+    StatusCode,
+    AppendHeaders<Option<(HeaderName, HeaderValue)>>,
+    Json<PublishResponse>,
+);
+
+fn created(answer: PublishResponse, replayed: bool) -> Created {
+    let header = replayed.then(|| (REPLAYED, HeaderValue::from_static("true")));
+    (StatusCode::CREATED, AppendHeaders(header), Json(answer))
+}
 
 /// The answer to a batch.
 #[derive(Debug, Serialize, ToSchema)]
@@ -156,9 +168,10 @@ enum PublishResponses {
 )]
 pub async fn create_movie_event(
     State(state): State<AppState>,
+    attempt: Option<Extension<Attempt>>,
     JsonObject(body): JsonObject,
 ) -> Result<Created, ApiError> {
-    publish_one(&state, EventType::Movie, body).await
+    publish_one(&state, Identity::of(attempt), EventType::Movie, body).await
 }
 
 /// Publish a user event.
@@ -170,9 +183,10 @@ pub async fn create_movie_event(
 )]
 pub async fn create_user_event(
     State(state): State<AppState>,
+    attempt: Option<Extension<Attempt>>,
     JsonObject(body): JsonObject,
 ) -> Result<Created, ApiError> {
-    publish_one(&state, EventType::User, body).await
+    publish_one(&state, Identity::of(attempt), EventType::User, body).await
 }
 
 /// Publish a payment event.
@@ -184,9 +198,10 @@ pub async fn create_user_event(
 )]
 pub async fn create_payment_event(
     State(state): State<AppState>,
+    attempt: Option<Extension<Attempt>>,
     JsonObject(body): JsonObject,
 ) -> Result<Created, ApiError> {
-    publish_one(&state, EventType::Payment, body).await
+    publish_one(&state, Identity::of(attempt), EventType::Payment, body).await
 }
 
 /// Publish several events of any types at once.
@@ -203,41 +218,55 @@ pub async fn create_payment_event(
 )]
 pub async fn create_batch(
     State(state): State<AppState>,
+    attempt: Option<Extension<Attempt>>,
     JsonArray(items): JsonArray,
 ) -> Result<Response, ApiError> {
     // The extractor read no more than the limit's items, and refused the batch if it held more.
     if items.is_empty() {
         return Err(ApiError::EmptyBatch);
     }
+    let identity = Identity::of(attempt);
     let received_at = Timestamp::now();
     let mut prepared = Vec::with_capacity(items.len());
     let mut records = Vec::with_capacity(items.len());
-    for payload in parse_batch(&items, received_at)? {
-        let (event, record) = prepare(&state, payload, received_at)?;
+    for (index, payload) in parse_batch(&items, received_at)?.into_iter().enumerate() {
+        let (event, record) = prepare(&state, &identity, index, payload, received_at)?;
         prepared.push(event);
         records.push(record);
     }
     // Nothing of the request is held while Kafka is awaited.
     drop(items);
-    let outcomes = state.publisher.publish_batch(records).await?;
+    let wanted: Vec<_> = prepared
+        .iter()
+        .map(|p| (p.topic.clone(), p.event.id))
+        .collect();
+    let mut earlier = find_earlier(&state, &identity, &wanted).await?;
+    // What an earlier attempt stored is answered as stored; only the rest is published now.
+    let found: Vec<Option<Found>> = prepared
+        .iter()
+        .map(|p| earlier.remove(&p.event.id))
+        .collect();
+    let all_found = found.iter().all(Option::is_some);
+    let to_publish: Vec<OutgoingRecord> = records
+        .into_iter()
+        .zip(&found)
+        .filter_map(|(record, found)| found.is_none().then_some(record))
+        .collect();
+    let mut outcomes = match to_publish.is_empty() {
+        true => Vec::new(),
+        false => state.publisher.publish_batch(to_publish).await?,
+    }
+    .into_iter();
     let results: Vec<ItemResult> = prepared
         .into_iter()
-        .zip(outcomes)
-        .map(|(prepared, outcome)| match outcome {
-            Ok(delivery) => ItemResult::Stored(stored(prepared, delivery)),
-            Err(error) => {
-                tracing::error!(
-                    "[PRODUCER] Could not publish {} event {}: {error}",
-                    prepared.event.event_type,
-                    prepared.event.id
-                );
-                ItemResult::Failed(FailedItem {
-                    status: "error",
-                    error: error.to_string(),
-                    event: prepared.raw,
-                    cause: error,
-                })
-            }
+        .zip(found)
+        .map(|(prepared, found)| match found {
+            Some(found) => ItemResult::Stored(stored_earlier(prepared, found)),
+            None => match outcomes.next() {
+                Some(Ok(delivery)) => ItemResult::Stored(stored(prepared, delivery)),
+                Some(Err(error)) => failed(prepared, error),
+                None => failed(prepared, PublishError::Failed("not published".into())),
+            },
         })
         .collect();
     let outcome = BatchOutcome::of(&results);
@@ -251,10 +280,29 @@ pub async fn create_batch(
         results,
     };
     let status = outcome.status();
-    Ok(with_retry_after(
-        status,
-        (status, Json(body)).into_response(),
-    ))
+    let mut response = with_retry_after(status, (status, Json(body)).into_response());
+    if !outcome.all_stored() {
+        // Some of its events were handed to Kafka: they may be stored, unconfirmed.
+        response.extensions_mut().insert(MaybePublished);
+    } else if all_found {
+        let replayed = HeaderValue::from_static("true");
+        response.headers_mut().insert(REPLAYED, replayed);
+    }
+    Ok(response)
+}
+
+fn failed(prepared: Prepared, error: PublishError) -> ItemResult {
+    tracing::error!(
+        "[PRODUCER] Could not publish {} event {}: {error}",
+        prepared.event.event_type,
+        prepared.event.id
+    );
+    ItemResult::Failed(FailedItem {
+        status: "error",
+        error: error.to_string(),
+        event: prepared.raw,
+        cause: error,
+    })
 }
 
 /// What a batch's answer says, from its items' results: every one stored (201), some found the
@@ -319,14 +367,17 @@ struct Prepared {
     topic: Arc<str>,
 }
 
-/// Serialises `payload` into its event and record. The event is serialised once: the same bytes
-/// become the record's value and the response's `event`.
+/// Serialises `payload`, the request's event number `index`, into its event and record. The
+/// event is serialised once: the same bytes become the record's value and the response's
+/// `event`.
 fn prepare(
     state: &AppState,
+    identity: &Identity,
+    index: usize,
     payload: EventPayload,
     received_at: Timestamp,
 ) -> Result<(Prepared, OutgoingRecord), ApiError> {
-    let event = Event::new(payload, received_at);
+    let event = Event::with_id(identity.event_id(index), payload, received_at);
     let raw = serde_json::value::to_raw_value(&event).map_err(|error| {
         tracing::error!("could not serialise event {}: {error}", event.id);
         ApiError::Internal
@@ -343,6 +394,7 @@ fn prepare(
     record
         .headers
         .extend(trace.map(|(name, value)| (name, value.into())));
+    record.timestamp = identity.record_time();
     Ok((Prepared { event, raw, topic }, record))
 }
 
@@ -364,9 +416,32 @@ fn stored(prepared: Prepared, delivery: Delivery) -> PublishResponse {
     }
 }
 
-/// Validates `body` as an event of `event_type` and publishes it.
+/// Describes an event an earlier attempt of the request stored: the answer that attempt would
+/// have given, from the record itself.
+fn stored_earlier(prepared: Prepared, found: Found) -> PublishResponse {
+    let Prepared { event, raw, topic } = prepared;
+    tracing::info!(
+        "[PRODUCER] Found {} event {} stored by an earlier attempt of the request",
+        event.event_type,
+        event.id
+    );
+    let stored_event = String::from_utf8(found.value)
+        .ok()
+        .and_then(|value| RawValue::from_string(value).ok());
+    PublishResponse {
+        status: "success",
+        topic: topic.to_string(),
+        partition: found.delivery.partition,
+        offset: found.delivery.offset,
+        event: stored_event.unwrap_or(raw),
+    }
+}
+
+/// Validates `body` as an event of `event_type` and publishes it, unless an earlier attempt of
+/// the request stored it.
 async fn publish_one(
     state: &AppState,
+    identity: Identity,
     event_type: EventType,
     body: Map<String, Value>,
 ) -> Result<Created, ApiError> {
@@ -374,7 +449,14 @@ async fn publish_one(
     let payload = EventPayload::parse(event_type, &body, received_at)?;
     // Nothing of the request is held while Kafka is awaited.
     drop(body);
-    let (prepared, record) = prepare(state, payload, received_at)?;
+    let (prepared, record) = prepare(state, &identity, 0, payload, received_at)?;
+    let wanted = [(prepared.topic.clone(), prepared.event.id)];
+    if let Some(found) = find_earlier(state, &identity, &wanted)
+        .await?
+        .remove(&prepared.event.id)
+    {
+        return Ok(created(stored_earlier(prepared, found), true));
+    }
     let delivery = state.publisher.publish(record).await?;
-    Ok((StatusCode::CREATED, Json(stored(prepared, delivery))))
+    Ok(created(stored(prepared, delivery), false))
 }

@@ -5,6 +5,7 @@ mod admission;
 pub mod auth;
 mod client;
 mod dashboard;
+mod earlier;
 mod error;
 mod events;
 mod extract;
@@ -39,6 +40,7 @@ use tower_http::trace::TraceLayer;
 
 pub use admission::InflightBytes;
 pub use auth::{Authenticator, Principal};
+pub use client::ClientKey;
 pub use error::{ApiError, ErrorBody};
 pub use events::{BatchResponse, PublishResponse};
 pub use idempotency::{Idempotency, MemoryStore, RedisStore, Store};

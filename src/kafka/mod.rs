@@ -5,6 +5,7 @@
 pub mod client;
 pub mod headers;
 pub mod health;
+mod lookup;
 mod metrics;
 mod producer;
 mod publisher;
@@ -14,10 +15,11 @@ pub mod topics;
 pub mod trace;
 
 pub use health::KafkaStatus;
+pub use lookup::{Found, Lookup};
 pub use metrics::ProduceMetrics;
 pub use producer::{KafkaProducer, KafkaSink, Replacement};
 pub use publisher::{
-    Delivery, PendingDelivery, PublishError, Publisher, QueueLevel, Rejection, Sink,
+    Delivery, PendingDelivery, PendingLookup, PublishError, Publisher, QueueLevel, Rejection, Sink,
 };
 pub use record::{CLOUDEVENTS_SPEC_VERSION, HeaderText, OutgoingRecord};
 pub use stats::StatsContext;

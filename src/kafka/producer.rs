@@ -17,9 +17,13 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use serde::Serialize;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use super::client;
-use super::publisher::{Delivery, PendingDelivery, PublishError, QueueLevel, Rejection, Sink};
+use super::lookup::Lookup;
+use super::publisher::{
+    Delivery, PendingDelivery, PendingLookup, PublishError, QueueLevel, Rejection, Sink,
+};
 use super::record::OutgoingRecord;
 use super::stats::StatsContext;
 use crate::config::{DELIVERY_REPORT_GRACE, KafkaConfig};
@@ -47,6 +51,8 @@ pub struct KafkaSink {
     delivery_timeout: Duration,
     /// The producer queue's capacity in records (`queue.buffering.max.messages`).
     capacity: usize,
+    /// Finds what earlier attempts stored.
+    lookup: Arc<Lookup>,
 }
 
 impl KafkaSink {
@@ -65,6 +71,7 @@ impl KafkaSink {
             metrics: metrics.clone(),
             delivery_timeout: kafka.delivery_timeout,
             capacity,
+            lookup: Arc::new(Lookup::new(kafka)),
         })
     }
 
@@ -137,6 +144,9 @@ impl Sink for KafkaSink {
         if let Some(key) = &record.key {
             future_record = future_record.key(key);
         }
+        if let Some(timestamp) = record.timestamp {
+            future_record = future_record.timestamp(timestamp);
+        }
         // `send_result` hands a full queue back at once; `send` would sleep and retry.
         let delivery = self
             .producer()
@@ -150,6 +160,23 @@ impl Sink for KafkaSink {
             queued: usize::try_from(self.producer().in_flight_count()).unwrap_or(0),
             capacity: self.capacity,
         }
+    }
+
+    fn find(&self, topic: Arc<str>, ids: Vec<Uuid>, attempts: Vec<i64>) -> PendingLookup {
+        let lookup = self.lookup.clone();
+        async move {
+            let search = move || lookup.find(&topic, &ids, &attempts);
+            match tokio::task::spawn_blocking(search).await {
+                Ok(Ok(found)) => Ok(found),
+                Ok(Err(error)) => Err(PublishError::Failed(format!(
+                    "could not look for the earlier attempt's records: {error:#}"
+                ))),
+                Err(_) => Err(PublishError::Failed(
+                    "the search for earlier records failed".into(),
+                )),
+            }
+        }
+        .boxed()
     }
 }
 

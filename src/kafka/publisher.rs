@@ -3,11 +3,14 @@
 //! the rdkafka producer for real ([`super::KafkaSink`]), an in-memory fake in tests, so that
 //! router tests run the same batch and metrics code as the service.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, join_all};
+use uuid::Uuid;
 
+use super::lookup::Found;
 use super::metrics::ProduceMetrics;
 use super::record::OutgoingRecord;
 
@@ -78,7 +81,14 @@ pub trait Sink: Send + Sync + 'static {
 
     /// Records awaiting the broker's acknowledgement now, and the most the queue holds.
     fn queue(&self) -> QueueLevel;
+
+    /// The records of `topic` with one of `ids` as event id that the attempts made at
+    /// `attempts` (ms since the epoch, the records' timestamps) stored ([`super::Lookup`]).
+    fn find(&self, topic: Arc<str>, ids: Vec<Uuid>, attempts: Vec<i64>) -> PendingLookup;
 }
+
+/// The records found, or why they could not be looked for.
+pub type PendingLookup = BoxFuture<'static, Result<HashMap<Uuid, Found>, PublishError>>;
 
 /// How full a sink's queue is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +162,19 @@ impl Publisher {
             }
         });
         Ok(join_all(outcomes).await)
+    }
+
+    /// The records among `ids` that earlier attempts, made at `attempts`, stored in `topic`.
+    pub async fn find(
+        &self,
+        topic: Arc<str>,
+        ids: Vec<Uuid>,
+        attempts: Vec<i64>,
+    ) -> Result<HashMap<Uuid, Found>, PublishError> {
+        if ids.is_empty() || attempts.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.sink.find(topic, ids, attempts).await
     }
 
     /// Records awaiting the broker's acknowledgement now.

@@ -22,6 +22,9 @@ pub struct OutgoingRecord {
     /// Headers taken over from another record, byte for byte (a value may be null), written
     /// before `headers`: a dead letter keeps those of the record it stands for.
     pub copied_headers: CopiedHeaders,
+    /// The record's Kafka timestamp (ms since the epoch); none, the producer's clock at send.
+    /// An attempt under an `Idempotency-Key` times its records so, to find them again.
+    pub timestamp: Option<i64>,
 }
 
 /// A header's value: fixed, shared by every record (the configured source), or its own.
@@ -91,6 +94,7 @@ impl OutgoingRecord {
                 (headers::CE_TIME, HeaderText::Owned(time)),
             ],
             copied_headers: Vec::new(),
+            timestamp: None,
         }
     }
 

@@ -17,8 +17,8 @@ use events_service::consumer::HeldPartitions;
 use events_service::http::{AppState, Dependencies, router};
 use events_service::kafka::topics::Topics;
 use events_service::kafka::{
-    Delivery, KafkaStatus, OutgoingRecord, PendingDelivery, ProduceMetrics, PublishError,
-    Publisher, QueueLevel, Rejection, Sink,
+    Delivery, Found, KafkaStatus, OutgoingRecord, PendingDelivery, PendingLookup, ProduceMetrics,
+    PublishError, Publisher, QueueLevel, Rejection, Sink,
 };
 use events_service::live::LiveView;
 use events_service::telemetry::Metrics;
@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+use uuid::Uuid;
 
 /// What the fake sink does with a record.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -56,6 +57,8 @@ pub struct FakeSink {
     /// How many records the queue holds; `queued` are in it already.
     pub capacity: usize,
     pub queued: AtomicUsize,
+    /// Searches for earlier attempts' records so far.
+    pub finds: AtomicUsize,
 }
 
 impl Sink for FakeSink {
@@ -90,6 +93,35 @@ impl Sink for FakeSink {
             queued: self.queued.load(Ordering::SeqCst),
             capacity: self.capacity,
         }
+    }
+
+    /// The records stored so far with one of `ids`, timed by one of `attempts`.
+    fn find(&self, topic: Arc<str>, ids: Vec<Uuid>, attempts: Vec<i64>) -> PendingLookup {
+        self.finds.fetch_add(1, Ordering::SeqCst);
+        let published = self.published.lock().unwrap();
+        let found = published
+            .iter()
+            .enumerate()
+            .filter(|(_, record)| record.topic == topic)
+            .filter(|(_, record)| record.timestamp.is_some_and(|t| attempts.contains(&t)))
+            .filter_map(|(n, record)| {
+                let id: Uuid = record.header("ce_id")?.parse().ok()?;
+                ids.contains(&id).then(|| {
+                    let delivery = Delivery {
+                        partition: 2,
+                        offset: n as i64 + 41,
+                    };
+                    (
+                        id,
+                        Found {
+                            delivery,
+                            value: record.value.clone(),
+                        },
+                    )
+                })
+            })
+            .collect();
+        std::future::ready(Ok(found)).boxed()
     }
 }
 
@@ -144,6 +176,7 @@ pub fn app_deciding(
         calls: AtomicUsize::new(0),
         capacity: config.kafka.max_queued_events,
         queued: AtomicUsize::new(0),
+        finds: AtomicUsize::new(0),
     });
     let metrics = Metrics::new();
     let topics = Topics::new(&config.kafka.topic_prefix);

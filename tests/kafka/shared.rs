@@ -348,3 +348,120 @@ async fn without_redis_a_keyed_request_is_refused_and_the_rest_goes_on_with_loca
     assert_eq!(refused, Some(1.0));
     app.stop().await;
 }
+
+/// A Redis of the test's own, to pause and resume.
+struct OwnRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl OwnRedis {
+    fn start() -> Self {
+        let port = closed_port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts (scripts/bootstrap.sh installs it)");
+        Self {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs Kafka and redis-server: run scripts/test.sh"]
+async fn a_stored_event_whose_answer_never_reached_redis_is_found_by_the_retry_not_published_twice()
+{
+    let redis = OwnRedis::start();
+    // The producer lingers a second, so that Redis can be paused while the event is on its way;
+    // the claim's lease is then the request timeout and 5 s.
+    let vars = shared_vars(&[
+        ("REDIS_URL", redis.url.as_str()),
+        ("REDIS_TIMEOUT_MS", "200"),
+        ("KAFKA_LINGER_MS", "1000"),
+        ("KAFKA_DELIVERY_TIMEOUT_MS", "3000"),
+        ("HTTP_REQUEST_TIMEOUT_MS", "4100"),
+        ("SHUTDOWN_TIMEOUT_MS", "5000"),
+    ]);
+    let (a, b) = two(&vars).await;
+    eventually("both reach Redis", || async {
+        let reachable = |health: Value| health["redis"]["reachable"] == true;
+        (reachable(a.health().await.1) && reachable(b.health().await.1)).then_some(())
+    })
+    .await;
+
+    let first = {
+        let (client, address) = (a.client.clone(), a.address.clone());
+        tokio::spawn(async move {
+            let response = client
+                .post(format!("{address}/api/events/movie"))
+                .header("idempotency-key", "lost-answer")
+                .json(&movie(1))
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.bytes().await.unwrap().to_vec())
+        })
+    };
+    let queue = "events_service_kafka_producer_queue_events";
+    eventually("the event waits in A's producer", || async {
+        (metric(&a.address, queue).await == Some(1.0)).then_some(())
+    })
+    .await;
+    // A stores the event, but cannot remember its answer: as if it died right after Kafka's
+    // acknowledgement.
+    redis.signal("-STOP");
+    let (status, first_body) = first.await.unwrap();
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the client was answered all the same"
+    );
+    redis.signal("-CONT");
+
+    let body = movie(1);
+    let retry = || post_keyed(&b, Some("lost-answer"), &body);
+    assert_eq!(
+        retry().await.status,
+        StatusCode::CONFLICT,
+        "the claim holds for its lease"
+    );
+    let recovered = eventually("the lease lapses", || async {
+        let answer = retry().await;
+        (answer.status != StatusCode::CONFLICT).then_some(answer)
+    })
+    .await;
+    assert_eq!(recovered.status, StatusCode::CREATED);
+    assert!(recovered.replayed);
+    assert_eq!(
+        recovered.body, first_body,
+        "the stored event's answer, byte for byte"
+    );
+    assert_eq!(records_in(&a.topic("movie-events")), 1, "published once");
+    let again = retry().await;
+    assert!(
+        again.replayed && again.body == first_body,
+        "and remembered from now on"
+    );
+    a.stop().await;
+    b.stop().await;
+}

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Begin, Claim, Remembered, Store};
+use super::{Begin, Claim, Ending, Remembered, Store};
 use crate::http::client::ClientKey;
 use crate::shared::Unavailable;
 
@@ -111,6 +111,10 @@ impl MemoryStore {
             caller: caller.clone(),
             key: key.to_owned(),
             token: serial,
+            at: super::unix_millis(),
+            // A request that failed leaves nothing behind here: there is no earlier attempt
+            // to look for (its events have the same ids, for the consumers to tell).
+            earlier: Vec::new(),
         })
     }
 
@@ -189,7 +193,11 @@ impl Store for MemoryStore {
         Ok(self.begin_at(caller, key, fingerprint, Instant::now()))
     }
 
-    async fn finish(&self, claim: &Claim, answer: Option<Remembered>) {
+    async fn finish(&self, claim: &Claim, ending: Ending) {
+        let answer = match ending {
+            Ending::Answered(answer) => Some(answer),
+            Ending::NothingPublished | Ending::Unsure => None,
+        };
         self.finish_at(claim, answer, Instant::now());
     }
 

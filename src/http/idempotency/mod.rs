@@ -4,13 +4,15 @@
 //! refused with 422, and while the first request is still running a repeat gets 409.
 //!
 //! How far the guarantee reaches: with `REDIS_URL`, every instance and every restart within the
-//! window ([`RedisStore`]); without it, one instance for as long as it runs ([`MemoryStore`]). Only a 2xx answer is remembered: after a 4xx or 5xx the key is free
-//! and a retry is a new attempt (a 500 after a delivery timeout may still have been written by
-//! Kafka, so that retry can duplicate the event; consumers are at-least-once anyway). Keys are
-//! scoped to the caller: the authenticated principal, or the client's address when
-//! authentication is off; callers share the memory fairly ([`memory`]).
+//! window ([`RedisStore`]); without it, one instance for as long as it runs ([`MemoryStore`]).
+//! Every attempt of a request gets the same event ids ([`Attempt`]). Only a 2xx answer is
+//! remembered; an attempt that ends otherwise after handing events to Kafka may have stored
+//! some, and Redis keeps its time so that the next attempt looks for them before publishing
+//! (see `super::earlier`). Keys are scoped to the caller: the authenticated principal, or the
+//! client's address when authentication is off; callers share the memory fairly ([`memory`]).
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
@@ -21,6 +23,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
+use uuid::Uuid;
 
 use super::client::ClientKey;
 use super::error::ApiError;
@@ -62,9 +65,10 @@ pub trait Store: Send + Sync + 'static {
         fingerprint: [u8; 32],
     ) -> Result<Begin, Unavailable>;
 
-    /// Ends `claim`'s request: remembers its answer, or, without one, frees the key. A claim
-    /// whose key has since been forgotten and claimed again is left alone.
-    async fn finish(&self, claim: &Claim, answer: Option<Remembered>);
+    /// Ends `claim`'s request: remembers its answer, or frees the key (keeping, where the store
+    /// can, the attempt's time when its events may have been stored). A claim whose key has
+    /// since been forgotten and claimed again is left alone.
+    async fn finish(&self, claim: &Claim, ending: Ending);
 
     /// Forgets what is older than the window, when the store has to do that itself.
     fn expire(&self) {}
@@ -96,6 +100,64 @@ pub struct Claim {
     pub key: String,
     /// Tells this claim from a later one on the same key.
     pub token: u64,
+    /// When it was made, ms since the epoch: its records are timed so.
+    pub at: i64,
+    /// The times of earlier attempts with this key and request that ended without an answer
+    /// while their events may have been stored: a request that failed after handing events to
+    /// Kafka, or whose instance died (its claim lapsed). Their records are looked for first.
+    pub earlier: Vec<i64>,
+}
+
+/// How a claimed request ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ending {
+    /// Successfully: its answer is remembered.
+    Answered(Remembered),
+    /// Without publishing anything (refused, or the queue was full).
+    NothingPublished,
+    /// Without an answer to remember, while some of its events may have been stored.
+    Unsure,
+}
+
+/// Marks an answer given after events were handed to Kafka without all being confirmed: the
+/// handlers set it, so that the attempt is remembered as one whose events may exist.
+#[derive(Debug, Clone, Copy)]
+pub struct MaybePublished;
+
+/// An attempt of a request with an `Idempotency-Key`, for its handler. Its events' ids derive
+/// from the caller, the key and the request, so every attempt of the request has the same ids;
+/// its records carry the attempt's time; and the records of the `earlier` attempts are looked
+/// for before anything is published, so that what one of them stored is answered, not
+/// published again.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    seed: [u8; 32],
+    /// When this attempt claimed the key, ms since the epoch.
+    pub at: i64,
+    pub earlier: Arc<[i64]>,
+}
+
+impl Attempt {
+    /// The id of the request's event number `index` (from 0): a UUID (version 8) from the
+    /// request's digest, the same on every attempt.
+    pub fn event_id(&self, index: usize) -> Uuid {
+        let digest = Sha256::new()
+            .chain_update(self.seed)
+            .chain_update((index as u64).to_be_bytes())
+            .finalize();
+        let mut bytes = [0; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        Uuid::new_v8(bytes)
+    }
+}
+
+/// Milliseconds since the epoch, now.
+fn unix_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 /// Frees the key if the request ends without an answer to remember, including when its future
@@ -106,10 +168,10 @@ struct Pending {
 }
 
 impl Pending {
-    /// Ends the claim now, with `answer`.
-    async fn finish(mut self, answer: Option<Remembered>) {
+    /// Ends the claim now.
+    async fn finish(mut self, ending: Ending) {
         if let Some(claim) = self.claim.take() {
-            self.store.finish(&claim, answer).await;
+            self.store.finish(&claim, ending).await;
         }
     }
 }
@@ -118,7 +180,8 @@ impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(claim) = self.claim.take() {
             let store = self.store.clone();
-            tokio::spawn(async move { store.finish(&claim, None).await });
+            // Cut off mid-way: what it handed to Kafka may be stored.
+            tokio::spawn(async move { store.finish(&claim, Ending::Unsure).await });
         }
     }
 }
@@ -166,13 +229,31 @@ pub async fn idempotency(
             return ApiError::IdempotencyUnavailable.into_response();
         }
     };
+    let attempt = Attempt {
+        seed: Sha256::new()
+            .chain_update(caller.to_string())
+            .chain_update(b"\n")
+            .chain_update(&key)
+            .chain_update(b"\n")
+            .chain_update(fingerprint)
+            .finalize()
+            .into(),
+        at: claim.at,
+        earlier: claim.earlier.clone().into(),
+    };
     let pending = Pending {
         store: store.clone(),
         claim: Some(claim),
     };
-    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    let mut request = Request::from_parts(parts, Body::from(body));
+    request.extensions_mut().insert(attempt);
+    let response = next.run(request).await;
     if !response.status().is_success() {
-        pending.finish(None).await;
+        let ending = match response.extensions().get::<MaybePublished>() {
+            Some(_) => Ending::Unsure,
+            None => Ending::NothingPublished,
+        };
+        pending.finish(ending).await;
         return response;
     }
     let (parts, body) = response.into_parts();
@@ -185,7 +266,7 @@ pub async fn idempotency(
         content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
         body: body.clone(),
     };
-    pending.finish(Some(answer)).await;
+    pending.finish(Ending::Answered(answer)).await;
     Response::from_parts(parts, Body::from(body))
 }
 
