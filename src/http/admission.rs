@@ -33,8 +33,12 @@ impl InflightBytes {
     }
 
     /// What a request reserves: its declared length, capped by the body limit (a longer body is
-    /// refused anyway, at the limit), or the limit itself when it declares none.
+    /// refused anyway, at the limit), or the limit itself when it declares none or its body is
+    /// compressed (it may grow to the limit as it is read).
     fn reservation(&self, request: &Request) -> u32 {
+        if super::encoding::is_encoded(request) {
+            return u32::try_from(self.body_limit).unwrap_or(u32::MAX);
+        }
         let declared = request
             .headers()
             .get(header::CONTENT_LENGTH)

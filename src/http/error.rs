@@ -52,6 +52,9 @@ pub enum ApiError {
     TooManyStreamsFromClient(usize),
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
+    /// A `Content-Encoding` the service cannot decode.
+    #[error("Content-Encoding {0:?} is not supported: send the body as it is, or gzip or zstd")]
+    UnsupportedEncoding(String),
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("no such route")]
@@ -99,7 +102,9 @@ impl ApiError {
             | ApiError::InvalidBatch(_)
             | ApiError::EmptyBatch => StatusCode::BAD_REQUEST,
             ApiError::BatchTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType | ApiError::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -6,6 +6,7 @@ pub mod auth;
 mod client;
 mod dashboard;
 mod earlier;
+mod encoding;
 mod error;
 mod events;
 mod extract;
@@ -35,6 +36,8 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::util::option_layer;
 use tower_http::ServiceBuilderExt;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::request_id::MakeRequestUuid;
 use tower_http::trace::TraceLayer;
 
@@ -76,6 +79,16 @@ pub fn router(state: AppState) -> Router {
             state.idempotency.clone(),
             idempotency::idempotency,
         ))
+        // Everything within reads the body decompressed (the fingerprint of a retry included),
+        // and the body limit counts the decompressed bytes.
+        .route_layer(
+            RequestDecompressionLayer::new()
+                .gzip(true)
+                .zstd(true)
+                .no_deflate()
+                .no_br(),
+        )
+        .route_layer(middleware::from_fn(encoding::supported_only))
         .route_layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|_: BoxError| async {
@@ -94,15 +107,13 @@ pub fn router(state: AppState) -> Router {
         .route_layer(option_layer(state.rate_limit.clone().map(|rate_limit| {
             middleware::from_fn_with_state(rate_limit, rate_limit::enforce)
         })));
-    Router::new()
-        .route(routes::STREAM, get(live::stream_events))
-        .route(routes::STATS, get(live::stats))
+    // The documents and the dashboard's files, compressed for clients that accept it (gzip or
+    // zstd): they are the largest answers, and the same every time.
+    let documents = Router::new()
         .route(routes::DASHBOARD, get(dashboard::index))
         .route(routes::DASHBOARD_SCRIPT, get(dashboard::script))
         .route(routes::DASHBOARD_STYLE, get(dashboard::style))
         .route(routes::DASHBOARD_ICON, get(dashboard::icon))
-        .route(routes::HEALTH, get(health::health))
-        .route(routes::LIVENESS, get(health::live))
         .route(
             routes::OPENAPI,
             get(move || async move {
@@ -112,7 +123,20 @@ pub fn router(state: AppState) -> Router {
                 )
             }),
         )
+        .route_layer(
+            CompressionLayer::new()
+                .gzip(true)
+                .zstd(true)
+                .no_br()
+                .no_deflate(),
+        );
+    Router::new()
+        .route(routes::STREAM, get(live::stream_events))
+        .route(routes::STATS, get(live::stats))
+        .route(routes::HEALTH, get(health::health))
+        .route(routes::LIVENESS, get(health::live))
         .route(routes::METRICS, get(metrics::scrape))
+        .merge(documents)
         .merge(publishing)
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
