@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, in-process router tests, and integration tests against a real
-# Apache Kafka broker that this script starts on a free port and removes afterwards.
-# Extra arguments go to `cargo test` (e.g. scripts/test.sh -- --nocapture).
+# Apache Kafka 4.1 broker (KRaft) that this script starts on a free port and removes afterwards,
+# with a Redis of its own; then the integration tests that exercise the broker's protocol again
+# against Kafka 2.7 (ZooKeeper), the version the platform runs.
+# Extra arguments go to `cargo test` (e.g. scripts/test.sh -- --nocapture); with a test filter
+# given, the Kafka 2.7 pass is left out (it says so).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -9,9 +12,10 @@ scripts/bootstrap.sh
 # Build first, so that the broker does not sit idle through a cold compile.
 cargo build --locked --all-targets
 
-broker_dir=kafka/.run/test-$$ redis_dir=redis/.run/test-$$
+broker_dir=kafka/.run/test-$$ redis_dir=redis/.run/test-$$ old_broker_dir=kafka/.run/test-2.7-$$
 stop_all() {
   kafka/stop.sh --dir "$broker_dir" >&2 || true
+  kafka/stop.sh --dir "$old_broker_dir" >&2 || true
   redis/stop.sh --dir "$redis_dir" >&2 || true
 }
 trap stop_all EXIT
@@ -38,4 +42,33 @@ for arg in "$@"; do
   if ! $to_tests && [[ $arg == -- ]]; then to_tests=true; continue; fi
   if $to_tests; then test_args+=("$arg"); else cargo_args+=("$arg"); fi
 done
+filtered=false
+for arg in "${test_args[@]:1}"; do [[ $arg == -* ]] || filtered=true; done
+# Kafka 2.7 starts (ZooKeeper and a broker, ~15 s) while the first pass runs.
+if ! $filtered; then
+  kafka/start.sh --kafka 2.7 --dir "$old_broker_dir" --auto-create false --security \
+    >"$old_broker_dir.brokers" 2>"$old_broker_dir.log" &
+  old_broker_start=$!
+fi
 cargo test --locked --all-targets "${cargo_args[@]}" -- "${test_args[@]}"
+
+if $filtered; then
+  echo "test: the Kafka 2.7 pass is left out: a test filter was given" >&2
+  exit 0
+fi
+wait "$old_broker_start" || { cat "$old_broker_dir.log" >&2; echo "test: Kafka 2.7 did not start" >&2; exit 1; }
+TEST_KAFKA_BROKERS=$(<"$old_broker_dir.brokers")
+rm -f "$old_broker_dir.brokers" "$old_broker_dir.log"
+# shellcheck source=/dev/null # written by kafka/start.sh --security
+. "$old_broker_dir/security.env"
+export TEST_KAFKA_BROKERS TEST_KAFKA_SASL_SSL_BROKERS=$KAFKA_SASL_SSL_BROKERS \
+  TEST_KAFKA_SASL_MECHANISM=$KAFKA_SASL_MECHANISM TEST_KAFKA_SASL_USERNAME=$KAFKA_SASL_USERNAME \
+  TEST_KAFKA_SASL_PASSWORD=$KAFKA_SASL_PASSWORD TEST_KAFKA_SSL_CA_LOCATION=$KAFKA_SSL_CA_LOCATION
+echo "test: Kafka 2.7 at $TEST_KAFKA_BROKERS: the tests of the broker's protocol again" >&2
+# Publishing, batches, consumers and groups, topics, health, dead letters, the live view's
+# reader, rebalancing, SASL/SCRAM over TLS, the earlier attempts' look-up by time, metrics and
+# independent clients. Left out: HTTP connection handling, the binary's signals, tracing and a
+# broker of the test's own, which do not depend on the broker's version.
+cargo test --locked --test kafka "${cargo_args[@]}" -- "${test_args[@]}" \
+  batch:: clients:: consumers:: health:: live:: metrics:: poison:: publish:: scale_out:: \
+  security:: shared:: topics::
