@@ -33,17 +33,15 @@ BURST=${BENCH_BURST:-100000}
 AUTO_COMMIT_MS=200
 OHA_VERSION=1.16.0
 
+# shellcheck source-path=SCRIPTDIR source=../scripts/harness/harness.sh
+. scripts/harness/harness.sh
 WORK=$BENCH/.run/$$
 RESULTS=$WORK/results.json
-BROKER_DIR=kafka/.run/bench-$$
+BROKER_DIR=$WORK/kafka
 SERVICE_LOG=$WORK/service.log
-service_pid=''
 lag_pid=''
-broker_started=false
 failures=()
 
-# A dead child stays a zombie until waited for, and kill -0 still succeeds on it.
-alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]; }
 log() { echo "bench [${SECONDS}s]: $*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 res() { python3 "$BENCH/results.py" "$RESULTS" "$@"; }
@@ -51,20 +49,6 @@ res() { python3 "$BENCH/results.py" "$RESULTS" "$@"; }
 fail_later() { log "FAILURE: $*"; failures+=("$*"); res note "FAILURE: $*"; }
 
 # ---------------------------------------------------------------- cleanup
-stop_service() {
-  [[ -n $service_pid ]] || return 0
-  if alive "$service_pid"; then
-    kill -TERM "$service_pid" 2>/dev/null || true
-    # The service flushes and commits on SIGTERM within SHUTDOWN_TIMEOUT_MS (20 s by default).
-    for _ in $(seq 250); do alive "$service_pid" || break; sleep 0.1; done
-    if alive "$service_pid"; then
-      log "service still running after 25 s; SIGKILL"
-      kill -KILL "$service_pid" 2>/dev/null || true
-    fi
-  fi
-  wait "$service_pid" 2>/dev/null || true
-  service_pid=''
-}
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
@@ -72,8 +56,7 @@ cleanup() {
     kill "$lag_pid" 2>/dev/null || true
     wait "$lag_pid" 2>/dev/null || true
   fi
-  stop_service
-  if $broker_started; then kafka/stop.sh --dir "$BROKER_DIR" >&2 || true; fi
+  harness_cleanup
   if ((status == 130 || status == 143)) && [[ ${BENCH_KEEP:-} != 1 ]]; then
     log "interrupted"
     rm -rf "$WORK"
@@ -100,8 +83,8 @@ res set secs "$SECS"
 # ---------------------------------------------------------------- 1. tools and build
 log "1. build and tools"
 scripts/bootstrap.sh
-cargo build --release --locked --bin events-service --example consumer_lag
-SERVICE_BIN=$ROOT/target/release/events-service
+harness_build
+cargo build --release --locked --example consumer_lag
 LAG_BIN=$ROOT/target/release/examples/consumer_lag
 
 # oha from crates.io. 1.16.0 does not compile with --no-default-features alone (its client code
@@ -117,35 +100,24 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # ---------------------------------------------------------------- 2. broker
 log "2. starting Kafka in $BROKER_DIR"
-broker_started=true
-BROKERS=$(kafka/start.sh --dir "$BROKER_DIR")
+broker_start "$BROKER_DIR"
 log "broker at $BROKERS"
 
 # ---------------------------------------------------------------- 3. service
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-PORT=$(free_port)
 GROUP=bench-$$-$RANDOM
-URL=http://127.0.0.1:$PORT/api/events
 TOPICS=movie-events,user-events,payment-events
-log "3. starting the service on port $PORT, group $GROUP"
+log "3. starting the service, group $GROUP"
 # The consumers commit every 200 ms instead of librdkafka's 5 s, so that the committed lag the
-# catch-up phase measures follows the processing, not the commit timer.
-PORT=$PORT HOST=127.0.0.1 KAFKA_BROKERS=$BROKERS KAFKA_GROUP_ID=$GROUP KAFKA_TOPIC_PREFIX='' \
-  KAFKA_TOPIC_PARTITIONS=$PARTITIONS KAFKA_CONSUMERS_ENABLED=true LOG_LEVEL=info \
-  RDKAFKA_CONSUMER_AUTO_COMMIT_INTERVAL_MS=$AUTO_COMMIT_MS \
-  "$SERVICE_BIN" >"$SERVICE_LOG" 2>&1 &
-service_pid=$!
+# catch-up phase measures follows the processing, not the commit timer. The service flushes and
+# commits on SIGTERM within SHUTDOWN_TIMEOUT_MS (20 s by default).
+service_start --log "$SERVICE_LOG" --stop-within 25 KAFKA_BROKERS="$BROKERS" \
+  KAFKA_GROUP_ID="$GROUP" KAFKA_TOPIC_PREFIX='' KAFKA_TOPIC_PARTITIONS="$PARTITIONS" \
+  KAFKA_CONSUMERS_ENABLED=true LOG_LEVEL=info \
+  RDKAFKA_CONSUMER_AUTO_COMMIT_INTERVAL_MS="$AUTO_COMMIT_MS" || die "the service was not healthy"
+service_pid=$SERVICE_PID
+URL=$SERVICE_URL/api/events
 res set auto_commit_ms "$AUTO_COMMIT_MS"
-
-deadline=$((SECONDS + 60))
-until [[ $(curl -s -o /dev/null -w '%{http_code}' "$URL/health" || true) == 200 ]]; do
-  alive "$service_pid" || die "the service exited during start-up"
-  ((SECONDS < deadline)) || die "the service was not healthy within 60 s"
-  sleep 0.2
-done
-log "service healthy"
+log "service healthy on port $SERVICE_PORT"
 
 # Bodies: one movie event, and batches of 10, 100, 1000.
 python3 "$BENCH/bodies.py" single "$WORK/single.json"
@@ -170,7 +142,7 @@ oha_run() {
   res oha "$name" "$WORK/$name.json" "$per"
 }
 # A dead service would turn every later phase into connection errors: stop at once instead.
-check_service() { alive "$service_pid" || die "the service exited (see $SERVICE_LOG)"; }
+check_service() { service_alive || die "the service exited (see $SERVICE_LOG)"; }
 rss() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$service_pid/status"; }  # kB
 
 # ---------------------------------------------------------------- 4. idle memory
@@ -349,6 +321,6 @@ res set wall_secs "$SECONDS"
 res table >"$BENCH/results/latest.md"
 cat "$BENCH/results/latest.md"
 
-stop_service
+service_stop || fail_later "the service did not exit 0 after SIGTERM"
 ((${#failures[@]} == 0)) || die "${#failures[@]} failure(s): ${failures[*]}"
 log "done in ${SECONDS}s; table in bench/results/latest.md"

@@ -73,7 +73,7 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from harness import Failure, wait_until
+from processes import Failure, wait_until
 
 EVENT_TYPE = "movie"
 # The end of a fault window that lasts to the end of the run.

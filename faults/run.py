@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 import test_ledger
-from harness import Kafka
+from processes import Broker
 from scenarios import ALL, Lab, Outcome
 
 # The columns are defined in ledger.py's docstring; every one after "stored" must be 0.
@@ -45,7 +45,7 @@ def main() -> int:
     needs_broker = any(name != "leader-kills" for name in args.scenarios)
     # In the run's own directory, not kafka/.run: `kafka/stop.sh --all`, run by anyone sharing
     # the checkout, deletes kafka/.run and would kill this broker mid-run (it once did).
-    lab.broker = Kafka(work / "broker")
+    lab.broker = Broker(work / "broker")
     outcomes: list[Outcome] = []
     started = time.monotonic()
     try:

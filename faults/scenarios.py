@@ -15,7 +15,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from harness import Failure, Kafka, Service, wait_until
+from processes import Broker, Failure, Service, wait_until
 from ledger import FOREVER, Answer, Tally, committed_everything, read_topic, tally
 from traffic import Traffic, post_batches
 
@@ -54,16 +54,18 @@ class Lab:
     work: Path
     run: str
     full: bool
-    broker: Kafka | None = None
+    broker: Broker | None = None
     # What the current scenario started, so that whatever it leaves running is stopped.
     services: list[Service] = field(default_factory=list)
     loads: list[Traffic] = field(default_factory=list)
 
-    def service(self, scenario: str, kafka: Kafka, log_name: str = "", **env) -> Service:
+    def service(self, scenario: str, kafka: Broker, log_name: str = "", **env) -> Service:
         env = {"KAFKA_BROKERS": kafka.bootstrap, "KAFKA_TOPIC_PREFIX": f"{scenario}-{self.run}.",
                "KAFKA_GROUP_ID": f"{scenario}-{self.run}",
                **{k: str(v) for k, v in env.items()}}
-        service = Service(self.binary, env, self.work / f"{log_name or scenario}.log")
+        # health="live": start() returns once it serves HTTP; each scenario waits for readiness.
+        service = Service(env, binary=self.binary, health="live",
+                          log=self.work / f"{log_name or scenario}.log")
         self.services.append(service)
         return service
 
@@ -111,7 +113,7 @@ def health_was(traffic: Traffic, status: int, since: float) -> bool:
     return any(s.health == status for s in traffic.samples if s.at >= since)
 
 
-def finish(outcome: Outcome, answers: list[Answer], crashes: list[str], kafka: Kafka,
+def finish(outcome: Outcome, answers: list[Answer], crashes: list[str], kafka: Broker,
            topic: str, tag: str, faults: list[tuple[float, float]] = ()) -> Tally:
     """Reads `topic` back, holds `answers` against it and adds a check for every column."""
     outcome.check("every load worker ran to its end", not crashes,
@@ -130,9 +132,9 @@ def finish(outcome: Outcome, answers: list[Answer], crashes: list[str], kafka: K
     return t
 
 
-def exits_zero(outcome: Outcome, service: Service, **terminate) -> tuple[int, float]:
+def exits_zero(outcome: Outcome, service: Service, **stop) -> tuple[int, float]:
     """SIGTERM `service` and check that it exits 0."""
-    code, took = service.terminate(**terminate)
+    code, took = service.stop(**stop)
     outcome.check(f"the service ({service.log.stem}) exits 0 on SIGTERM", code == 0,
                   f"status {code} after {took:.2f} s")
     return code, took
@@ -146,7 +148,7 @@ def broker_outage(lab: Lab, name: str, outage: float, workers: int, delivery_ms:
                           HTTP_REQUEST_TIMEOUT_MS=request_ms).start()
     wait_until("the service to be healthy", lambda: healthy(service), 60)
     traffic = lab.traffic(service.url, lab.tag(name), workers, timeout=request_ms / 1000 + 5,
-                          rss=service.rss_mib)
+                          rss=service.memory_mib)
     began = time.monotonic()
     wait_until("steady load",
                lambda: time.monotonic() - began > WARM_UP and traffic.acked_since(0) > 0, 30)
@@ -258,7 +260,7 @@ def recovery_time(traffic: Traffic, revived: float, rate: float, window: float) 
 def leader_kills(lab: Lab) -> Outcome:
     """2. Three brokers; the leader of a partition is killed five times under load."""
     name, outcome = "leader-kills", Outcome("2. 3 brokers, partition leader kill -9 ×5")
-    cluster = Kafka(lab.work / "cluster", nodes=3)
+    cluster = Broker(lab.work / "cluster", nodes=3)
     try:
         starting = time.monotonic()
         cluster.start()
@@ -314,7 +316,7 @@ def sigterm(lab: Lab) -> Outcome:
     traffic = lab.traffic(service.url, lab.tag(name), 64, timeout=20)
     wait_until("steady load", lambda: traffic.acked_since(0) > (5000 if lab.full else 2000), 60)
     signalled = time.monotonic()
-    code, took = service.terminate(timeout=bound_ms / 1000 + 10)
+    code, took = service.stop(within=bound_ms / 1000 + 10)
     traffic.stop()
     outcome.check("exit status 0", code == 0, f"status {code}")
     outcome.check(f"exit within {bound_ms / 1000:.0f} s", took <= bound_ms / 1000,

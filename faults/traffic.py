@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from harness import Failure
+from processes import Failure
 from ledger import EVENT_TYPE, Answer, marker
 
 # After a refused connection (the service is down), a worker pauses this long rather than spin.

@@ -8,16 +8,16 @@ import json
 import os
 import re
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 
 import yaml
+
+import harness
+from harness import Failure, Service, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HADOLINT = os.path.join(os.path.dirname(sys.executable), "hadolint")
@@ -79,7 +79,14 @@ def k8s_container():
 
 
 def k8s_env():
-    return {e["name"]: str(e["value"]) for e in k8s_container().get("env", [])}
+    """The container's variables that have a value in the file; those from a Secret or a
+    ConfigMap (valueFrom), such as REDIS_URL, have none here and are left out."""
+    return {e["name"]: str(e["value"]) for e in k8s_container().get("env", []) if "value" in e}
+
+
+def k8s_env_names():
+    """Every variable the container sets, valueFrom ones included."""
+    return [e["name"] for e in k8s_container().get("env", [])]
 
 
 def compose_env():
@@ -104,16 +111,19 @@ BINARY = None  # set by the first check: the binary the Dockerfile's command bui
 def the_dockerfile_builds_the_binary_the_scripts_run():
     global BINARY
     command = build_command()
+    ours = " ".join(harness.service.BUILD)
+    assert command == ours, f"the Dockerfile runs `{command}`, the harness (scripts/harness/) `{ours}`"
     for script in ("scripts/run.sh", "scripts/faults.sh"):
-        assert command in read(script).splitlines(), (
-            f"{script} does not run the Dockerfile's `{command}`"
-        )
+        assert "harness_build" in read(script).split(), f"{script} does not build with the harness"
     binary = re.search(r"--bin (\S+)", command).group(1)
     copied = f"target/release/{binary}"
     assert re.search(rf"\bcp {re.escape(copied)} ", DOCKERFILE), f"the image does not take {copied}"
-    subprocess.run(shlex.split(command), cwd=ROOT, check=True)
-    BINARY = os.path.join(ROOT, copied)
-    return f"`{command}` (as scripts/run.sh and scripts/faults.sh), then {copied}"
+    # The harness runs the command, or takes EVENTS_SERVICE_BINARY (CI: built once by it).
+    built = str(harness.build())
+    assert built == os.path.join(ROOT, copied), f"{built} is not {copied}, the image's binary"
+    BINARY = built
+    how = "prebuilt by it" if os.environ.get(harness.service.PREBUILT) else "run"
+    return f"`{command}` (the harness's, so scripts/run.sh's and scripts/faults.sh's; {how}), then {copied}"
 
 
 def the_builder_copies_every_file_the_build_reads():
@@ -231,7 +241,7 @@ def every_variable_set_is_one_the_service_reads():
     for where, env in (
         ("Dockerfile", dockerfile_env()),
         ("docker-compose.yml", compose_env()),
-        ("deploy/kubernetes.yaml", k8s_env()),
+        ("deploy/kubernetes.yaml", k8s_env_names()),
     ):
         unknown = [
             name for name in env
@@ -322,12 +332,6 @@ def shutdown_has_time_to_finish():
     return f"compose {grace:g} s > {compose:g} s; Kubernetes {total} s > {pre_stop:g} + {k8s:g} s"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def get(port, path):
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
@@ -346,63 +350,44 @@ def probe_paths():
     return docker, liveness, readiness
 
 
-def start_as_the_image_would(where, env, log):
+def start_as_the_image_would(where, env):
     """The binary with the Dockerfile's ENV and then `env`, as the image's user (when this runs
-    as root), on a port of its own on loopback, with Kafka where nothing listens. Returns the
-    process and its port once it serves HTTP."""
-    port = free_port()
+    as root), on a port of its own on loopback, with Kafka where nothing listens and nothing of
+    this environment. Returns the service and the user once it serves HTTP (liveness)."""
     variables = {**dockerfile_env(), **env}
-    variables.update(
-        PORT=str(port), HOST="127.0.0.1", KAFKA_BROKERS=f"127.0.0.1:{free_port()}",
-        PATH="/usr/bin:/bin",
-    )
+    variables.update(HOST="127.0.0.1", KAFKA_BROKERS=f"127.0.0.1:{free_port()}", PATH="/usr/bin:/bin")
     uid, _, gid = next(rest for keyword, rest in stages()[-1] if keyword == "USER").partition(":")
     command = [BINARY]
     if os.getuid() == 0:
         command = ["setpriv", f"--reuid={uid}", f"--regid={gid or uid}", "--clear-groups", BINARY]
-    service = subprocess.Popen(command, env=variables, cwd="/", stdout=log, stderr=log)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            get(port, "/api/events/openapi.json")
-            return service, port, uid
-        except (OSError, ValueError):
-            if service.poll() is not None or time.monotonic() > deadline:
-                service.kill()
-                service.wait()
-                log.seek(0)
-                output = log.read().decode(errors="replace")
-                raise AssertionError(f"with {where}'s variables it did not serve: {output}")
-            time.sleep(0.1)
+    service = Service(variables, command=command, inherit=False, cwd="/", health="live")
+    try:
+        return service.start(15), uid
+    except Failure as failure:
+        raise AssertionError(f"with {where}'s variables it did not serve: {failure}") from None
 
 
 def the_probes_hit_the_right_routes_of_the_real_binary():
     docker, liveness, readiness = probe_paths()
     files = (("docker-compose.yml", compose_env()), ("deploy/kubernetes.yaml", k8s_env()))
     for where, env in files:
-        with tempfile.TemporaryFile() as log:
-            service, port, uid = start_as_the_image_would(where, env, log)
-            try:
-                for name, path in (("HEALTHCHECK", docker), ("livenessProbe", liveness)):
-                    status, body = get(port, path)
-                    assert status == 200 and body.get("status") is True, (
-                        f"{name} {path} without Kafka: {status} {body}"
-                    )
-                # Readiness is Kafka's: 503 without a broker, while liveness is 200.
-                status, body = get(port, readiness)
-                assert status == 503 and body.get("status") is False and "kafka" in body, (
-                    f"readinessProbe {readiness} without Kafka: {status} {body}"
+        service, uid = start_as_the_image_would(where, env)
+        with service:
+            for name, path in (("HEALTHCHECK", docker), ("livenessProbe", liveness)):
+                status, body = get(service.port, path)
+                assert status == 200 and body.get("status") is True, (
+                    f"{name} {path} without Kafka: {status} {body}"
                 )
-                documented = set(get(port, "/api/events/openapi.json")[1]["paths"])
-                for path in (docker, liveness, readiness):
-                    assert path in documented, f"{path} is not in the OpenAPI document"
-                service.send_signal(signal.SIGTERM)
-                code = service.wait(timeout=25)
-                assert code == 0, f"with {where}'s variables, SIGTERM: exit status {code}"
-            finally:
-                if service.poll() is None:
-                    service.kill()
-                    service.wait()
+            # Readiness is Kafka's: 503 without a broker, while liveness is 200.
+            status, body = get(service.port, readiness)
+            assert status == 503 and body.get("status") is False and "kafka" in body, (
+                f"readinessProbe {readiness} without Kafka: {status} {body}"
+            )
+            documented = set(get(service.port, "/api/events/openapi.json")[1]["paths"])
+            for path in (docker, liveness, readiness):
+                assert path in documented, f"{path} is not in the OpenAPI document"
+            code, _ = service.stop(25)
+            assert code == 0, f"with {where}'s variables, SIGTERM: exit status {code}"
     return (
         f"{docker} and {liveness} 200 without Kafka, {readiness} 503; as uid {uid} with each"
         " file's variables; exit 0 on SIGTERM"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Checks the container files (Dockerfile, docker-compose.yml, deploy/kubernetes.yaml) where no
 # Docker engine runs, in about 20 seconds once the release binary is built:
-#   - the Dockerfile's `cargo build` is scripts/run.sh's and scripts/faults.sh's, and is run here,
-#     so the binary checked below is the one the image gets and the scripts run and test;
+#   - the Dockerfile's `cargo build` is the harness's (scripts/harness/), which scripts/run.sh,
+#     scripts/faults.sh and every script build with, and is run here (or was, once, by CI, which
+#     hands the binary on in EVENTS_SERVICE_BINARY), so the binary checked below is the one the
+#     image gets and the scripts run and test;
 #   - the builder copies every file the build reads (src/, and what src/ include_str!s);
 #   - the builder's Rust is this machine's rustc, builder and runtime are this machine's Debian,
 #     and the runtime stage holds every shared library the binary links (ldd, dpkg);

@@ -9,7 +9,8 @@
 #   --report F  also write the table (markdown) to F
 #   scenario    broker-crash, leader-kills, sigterm, consumer-crash, long-outage (default: all)
 # Starts its own brokers on free ports (one broker, and a 3-node cluster for leader-kills) and
-# removes them afterwards; builds the release binary; installs faults/requirements.txt into
+# removes them afterwards; builds the release binary (scripts/harness/: a no-op when it is up to
+# date, none at all with EVENTS_SERVICE_BINARY); installs faults/requirements.txt into
 # .venv-faults/.
 set -euo pipefail
 args=()
@@ -22,6 +23,8 @@ done
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/bootstrap.sh
-cargo build --locked --release --bin events-service
+# shellcheck source-path=SCRIPTDIR source=harness/harness.sh
+. scripts/harness/harness.sh
+harness_build
 scripts/venv.sh .venv-faults faults/requirements.txt
-exec .venv-faults/bin/python faults/run.py --binary target/release/events-service "${args[@]}"
+exec .venv-faults/bin/python faults/run.py --binary "$SERVICE_BINARY" "${args[@]}"

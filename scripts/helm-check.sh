@@ -21,8 +21,9 @@
 #     renderings (kubernetes): each finding the chart accepts is skipped by an annotation in the
 #     chart that gives the reason, and a skip without a reason fails.
 # Installs what is missing: helm v3.22.0, built with `go install` (Go and its module proxy) into
-# .tools/bin, and kubernetes-validate and checkov (scripts/requirements-helm.txt) into .venv-helm/
-# with scripts/venv.sh: about three minutes the first time, on two cores. Prints how long it took
+# the per-user cache (scripts/cache.sh; .tools/bin without one), and kubernetes-validate and
+# checkov (scripts/requirements-helm.txt) into .venv-helm/ with scripts/venv.sh (a link into that
+# cache): about three minutes the first time on a machine, on two cores; none in a later checkout. Prints how long it took
 # and closes with `helm-check: N passed, N failed`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -51,20 +52,30 @@ MANIFEST_HEADER="# The events service on Kubernetes without Helm: two replicas b
 say() { echo "helm-check: $*" >&2; }
 
 # --- tools -------------------------------------------------------------------------------------
-export PATH="$PWD/.tools/bin:$PATH"
-# Helm's own files stay in .tools/ too, away from the user's.
+# helm in the per-user cache (scripts/cache.sh) as helm/VERSION, built once for every checkout on
+# the machine; without a writable cache, in .tools/.
+# shellcheck source-path=SCRIPTDIR source=cache.sh
+. scripts/cache.sh
+helm_home=$(cache_entry helm "$HELM_VERSION") || helm_home=$PWD/.tools
+export PATH="$helm_home/bin:$PATH"
+# Helm's own files stay in .tools/, away from the user's.
 export HELM_CACHE_HOME="$PWD/.tools/helm/cache" HELM_CONFIG_HOME="$PWD/.tools/helm/config" \
   HELM_DATA_HOME="$PWD/.tools/helm/data"
-if [[ $(.tools/bin/helm version --template '{{.Version}}' 2>/dev/null) != "$HELM_VERSION" ]]; then
-  say "installing helm $HELM_VERSION into .tools/bin (go install, a few minutes)"
-  # The module and build caches only serve this build: in .tools/go, writable so that they can be
+helm_is_there() { [[ $("$helm_home/bin/helm" version --template '{{.Version}}' 2>/dev/null) == "$HELM_VERSION" ]]; }
+if ! helm_is_there; then
+  cache_lock "$helm_home"
+fi
+if ! helm_is_there; then
+  say "installing helm $HELM_VERSION into $helm_home/bin (go install, a few minutes)"
+  # The module and build caches only serve this build: beside it, writable so that they can be
   # removed, and removed once helm is built. The version is stamped in, as in helm's releases.
-  GOBIN="$PWD/.tools/bin" GOMODCACHE="$PWD/.tools/go/mod" GOCACHE="$PWD/.tools/go/cache" \
+  GOBIN="$helm_home/bin" GOMODCACHE="$helm_home/go/mod" GOCACHE="$helm_home/go/cache" \
     GOFLAGS="${GOFLAGS:-} -modcacherw" \
     go install -trimpath -ldflags "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-  rm -rf .tools/go
+  rm -rf "$helm_home/go"
 fi
+cache_unlock
 scripts/venv.sh .venv-helm scripts/requirements-helm.txt
 export PATH="$PWD/.venv-helm/bin:$PATH"
 installed=$(date +%s.%N)

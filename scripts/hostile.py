@@ -3,6 +3,7 @@ traffic"). Needs no broker: the service serves HTTP while Kafka is away, which i
 for bodies waiting on it.
 
 Usage: python3 scripts/hostile.py BINARY [--silent N] [--preface N] [--bodies N]
+(scripts/hostile.sh builds the binary and runs this, as CI does.)
 
 The service starts with the usual soft limit of 1,024 open files. 1. N silent connections and N
    that send only the HTTP/2 preface, opened at once, with HTTP_HEADER_TIMEOUT_MS=2000: how many are still open 1 s after the header timeout, when the
@@ -11,28 +12,21 @@ The service starts with the usual soft limit of 1,024 open files. 1. N silent co
 2. N concurrent POSTs of 900 KiB (a valid movie plus a large array in a field no parser reads),
    KAFKA_DELIVERY_TIMEOUT_MS=1000: the statuses and the peak resident memory (VmHWM).
 
-Prints one table row per measurement; exits 1 when the service breaks a promise (a connection
-open past the header timeout plus a second, a failed liveness probe, more than 200 MiB)."""
+Prints one table row per measurement, then `hostile: N passed, N failed`; exits 1 when the
+service breaks a promise (a connection open past the header timeout plus a second, a failed
+liveness probe, more than 200 MiB, an exit status other than 0 on SIGTERM afterwards)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import re
 import resource
-import socket
-import subprocess
 import sys
 import time
 
+from harness import Failure, Service, free_port
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def usual_file_limit():
@@ -42,38 +36,19 @@ def usual_file_limit():
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
 
 
-class Service:
-    """The binary, started with no broker on a port of its own, its stdout drained."""
+def start(binary: str, env: dict[str, str]) -> Service:
+    """The binary on a port of its own, with no broker where its KAFKA_BROKERS points."""
+    return Service({"KAFKA_BROKERS": f"127.0.0.1:{free_port()}", "LOG_LEVEL": "warn", **env},
+                   binary=binary, health="live", preexec_fn=usual_file_limit).start(30)
 
-    def __init__(self, binary: str, env: dict[str, str]):
-        self.port = free_port()
-        dead_broker = f"127.0.0.1:{free_port()}"
-        self.proc = subprocess.Popen(
-            [binary],
-            env={"PORT": str(self.port), "HOST": "127.0.0.1", "KAFKA_BROKERS": dead_broker,
-                 "LOG_LEVEL": "warn", **env},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=usual_file_limit)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{binary} did not listen on {self.port}")
-                time.sleep(0.05)
 
-    def peak_mib(self) -> float:
-        with open(f"/proc/{self.proc.pid}/status") as status:
-            kib = int(re.search(r"VmHWM:\s+(\d+)", status.read()).group(1))
-        return kib / 1024
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(25)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+def stopped(service: Service) -> tuple[bool, str]:
+    """SIGTERM; whether it exited 0 within 25 s, and what to say when not."""
+    try:
+        code, took = service.stop(25)
+    except Failure as failure:
+        return False, f"the service is {failure}"
+    return code == 0, f"the service exited with {code} {took:.1f} s after SIGTERM"
 
 
 async def closed_after(reader: asyncio.StreamReader, opened: float, within: float) -> float:
@@ -106,7 +81,7 @@ async def probe_liveness(port: int, until: float) -> list[bool]:
 
 async def connections(binary: str, silent: int, preface: int) -> tuple[list, bool]:
     header_timeout = 2.0
-    service = Service(binary, {"HTTP_HEADER_TIMEOUT_MS": str(int(header_timeout * 1000))})
+    service = start(binary, {"HTTP_HEADER_TIMEOUT_MS": str(int(header_timeout * 1000))})
     try:
         probing = asyncio.create_task(probe_liveness(service.port, time.monotonic() + header_timeout + 3))
         async def hold(preface: bool):
@@ -127,14 +102,15 @@ async def connections(binary: str, silent: int, preface: int) -> tuple[list, boo
         refused = len(outcomes) - len(closes)
         answers = await probing
     finally:
-        service.stop()
+        exited, exit_note = stopped(service)
     late = [c for c in closes if c > header_timeout + 1]
     slowest = max(closes) if closes else 0
     row = [f"{silent} silent + {preface} preface-only connections, header timeout 2 s",
            f"{len(late)} open after 3 s" + (f", {refused} not accepted within 3 s" if refused else ""),
            "never (20 s)" if slowest == float("inf") else f"{slowest:.2f} s",
-           f"{sum(answers)}/{len(answers)} liveness probes answered"]
-    return row, not late and all(answers) and not refused
+           f"{sum(answers)}/{len(answers)} liveness probes answered"
+           + ("" if exited else f"; {exit_note}")]
+    return row, not late and all(answers) and not refused and exited
 
 
 def padded_movie(size: int) -> bytes:
@@ -158,20 +134,20 @@ async def post(port: int, body: bytes) -> int:
 
 
 async def bodies(binary: str, count: int) -> tuple[list, bool]:
-    service = Service(binary, {"KAFKA_DELIVERY_TIMEOUT_MS": "1000"})
+    service = start(binary, {"KAFKA_DELIVERY_TIMEOUT_MS": "1000"})
     try:
         body = padded_movie(900 * 1024)
         started = time.monotonic()
         statuses = await asyncio.gather(*(post(service.port, body) for _ in range(count)))
         took = time.monotonic() - started
-        peak = service.peak_mib()
+        peak = service.memory_mib("VmHWM")
     finally:
-        service.stop()
+        exited, exit_note = stopped(service)
     tally = {s: statuses.count(s) for s in sorted(set(statuses))}
     row = [f"{count} concurrent 900 KiB bodies, broker away",
            ", ".join(f"{n}× {s or 'no answer'}" for s, n in tally.items()),
-           f"{took:.1f} s", f"peak resident {peak:.0f} MiB"]
-    return row, peak < 200 and 0 not in tally
+           f"{took:.1f} s", f"peak resident {peak:.0f} MiB" + ("" if exited else f"; {exit_note}")]
+    return row, peak < 200 and 0 not in tally and exited
 
 
 def main() -> int:
@@ -185,13 +161,14 @@ def main() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
-    ok = True
+    results = []
     for measure in (lambda: connections(args.binary, args.silent, args.preface),
                     lambda: bodies(args.binary, args.bodies)):
         row, passed = asyncio.run(measure())
-        ok &= passed
+        results.append(passed)
         print("| " + " | ".join(row) + f" | {'ok' if passed else 'FAILED'} |", flush=True)
-    return 0 if ok else 1
+    print(f"hostile: {results.count(True)} passed, {results.count(False)} failed")
+    return 0 if all(results) else 1
 
 
 if __name__ == "__main__":

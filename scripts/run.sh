@@ -6,19 +6,22 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/bootstrap.sh
-cargo build --locked --release --bin events-service
+# The release binary: built (a no-op when up to date), or EVENTS_SERVICE_BINARY when that is set.
+# shellcheck source-path=SCRIPTDIR source=harness/harness.sh
+. scripts/harness/harness.sh
+harness_build
 
 if [[ -z ${KAFKA_BROKERS:-} ]]; then
   broker_dir=kafka/.run/local-$$
   port=9092
   (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && port=0   # taken: let start.sh pick one
-  trap 'kafka/stop.sh --dir "$broker_dir" >&2 || true' EXIT
-  KAFKA_BROKERS=$(kafka/start.sh --port "$port" --dir "$broker_dir")
-  export KAFKA_BROKERS
+  trap harness_cleanup EXIT
+  broker_start "$broker_dir" --port "$port"
+  export KAFKA_BROKERS=$BROKERS
   echo "run: started a local Kafka broker at $KAFKA_BROKERS (stopped when the service exits)" >&2
 fi
 
-target/release/events-service &
+"$SERVICE_BINARY" &
 service=$!
 # Pass SIGTERM and SIGINT on, then wait for the service's own graceful shutdown: a trap
 # interrupts `wait`, so wait once more for the service's real exit status.

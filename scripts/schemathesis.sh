@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# API fuzzing: schemathesis against the OpenAPI document the service serves, with the service as
-# scripts/run.sh starts it, on a local Kafka broker of its own (POST routes publish for real).
+# API fuzzing: schemathesis against the OpenAPI document the service serves, with the release
+# binary (scripts/harness/) on a port of its own and a local Kafka broker of its own (POST routes
+# publish for real).
 # Fails unless every answer is right:
 #   - no 5xx at all (not_a_server_error), and the service still healthy, free of panics and
 #     exiting 0 on SIGTERM afterwards;
@@ -16,7 +17,6 @@
 # every request would run into the timeout (tests/live.rs and tests/kafka/live.rs test it).
 #
 # Usage: scripts/schemathesis.sh [more `schemathesis run` options, e.g. --phases fuzzing]
-#   PORT               HTTP port (default 18082, or a free one when that is taken)
 #   FUZZ_SEED          seed (default 1); `random` for a fresh one, printed so it can be replayed
 #   FUZZ_MAX_EXAMPLES  test cases per operation and phase (default 400)
 #   FUZZ_SCHEMA        a file or URL to test instead of the served document (to try a fix)
@@ -39,34 +39,13 @@ venv=$root/.venv-fuzz
 scripts/venv.sh "$venv" scripts/requirements-fuzz.txt
 
 # --- the service, with a broker of its own ------------------------------------------------------
-taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-if [[ -n ${PORT:-} ]]; then
-  port=$PORT
-  if taken "$port"; then
-    say "port $port is already in use; stop what listens there or choose another PORT"
-    exit 1
-  fi
-else
-  port=18082
-  if taken "$port"; then
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  fi
-fi
-
-# The broker is started here, on a free port, rather than by run.sh: run.sh takes 9092 whenever
-# nothing listens there, but kafka/start.sh refuses a port that any socket still uses, such as
-# the TIME_WAIT connections a broker stopped a moment ago leaves (say, scripts/smoke.sh's).
 scripts/bootstrap.sh
+# shellcheck source-path=SCRIPTDIR source=harness/harness.sh
+. scripts/harness/harness.sh
 work=$(mktemp -d)
 log=$work/service.log
-broker_dir=kafka/.run/schemathesis-$$
-runner=''
 finish() {
-  if [[ -n $runner ]]; then
-    kill -TERM "$runner" 2>/dev/null || true
-    wait "$runner" 2>/dev/null || true
-  fi
-  kafka/stop.sh --dir "$broker_dir" >/dev/null 2>&1 || true
+  harness_cleanup
   if [[ -n ${FUZZ_REPORT_DIR:-} ]]; then
     mkdir -p "$FUZZ_REPORT_DIR"
     cp -r "$work"/. "$FUZZ_REPORT_DIR"/ 2>/dev/null || true
@@ -74,31 +53,25 @@ finish() {
   rm -rf "$work"
 }
 trap finish EXIT
-brokers=$(kafka/start.sh --port 0 --dir "$broker_dir" 2>"$work/broker.log") || {
+harness_build
+if ! broker_start "$work/kafka" 2>"$work/broker.log"; then
   say "the Kafka broker did not start:"
   cat "$work/broker.log" >&2
   exit 1
-}
-say "started a Kafka broker at $brokers"
-KAFKA_BROKERS=$brokers PORT="$port" KAFKA_TOPIC_PREFIX='' scripts/run.sh >"$log" 2>&1 &
-runner=$!
-
-base=http://127.0.0.1:$port/api/events
-deadline=$((SECONDS + 300))   # includes a release build on a cold machine
-until curl -fs "$base/health" >/dev/null 2>&1; do
-  if ! kill -0 "$runner" 2>/dev/null || ((SECONDS > deadline)); then
-    say "the service did not become healthy; its output:"
-    cat "$log" >&2
-    exit 1
-  fi
-  sleep 0.5
-done
+fi
+say "started a Kafka broker at $BROKERS"
+if ! service_start --log "$log" KAFKA_BROKERS="$BROKERS" KAFKA_TOPIC_PREFIX=''; then
+  say "the service did not become healthy"
+  exit 1
+fi
+port=$SERVICE_PORT
+base=$SERVICE_URL/api/events
 say "the service is healthy on port $port"
 
 # --- the run --------------------------------------------------------------------------------
 schema=${FUZZ_SCHEMA:-$base/openapi.json}
 if [[ -n ${FUZZ_SCHEMA:-} ]]; then
-  target=(--url "http://127.0.0.1:$port")
+  target=(--url "$SERVICE_URL")
 else
   target=()
 fi
@@ -133,16 +106,15 @@ elapsed=$((SECONDS - started))
 
 # --- the service survived and stops cleanly -----------------------------------------------------
 service_problems=()
-if ! kill -0 "$runner" 2>/dev/null; then
+if ! service_alive; then
   service_problems+=("the service is no longer running")
 elif ! curl -fs "$base/health" >/dev/null 2>&1; then
   service_problems+=("health is not 200 after the run: $(curl -s "$base/health" 2>&1 || true)")
 fi
-kill -TERM "$runner" 2>/dev/null || true
 exit_status=0
-wait "$runner" || exit_status=$?
+service_stop || exit_status=$?
 if ((exit_status != 0)); then
-  service_problems+=("run.sh exited with $exit_status after SIGTERM")
+  service_problems+=("the service exited with $exit_status after SIGTERM")
 fi
 if grep -q "panicked" "$log"; then
   service_problems+=("the service panicked: $(grep -m1 "panicked" "$log")")

@@ -10,29 +10,19 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # First, so that a machine that cannot install it fails before the build.
 scripts/venv.sh .venv-cloudevents scripts/requirements-cloudevents.txt
 
-port=${PORT:-8082}
 ce_source=/cinemaabyss/events-service   # the default CLOUDEVENTS_SOURCE
-log=$(mktemp)
-env -u KAFKA_BROKERS PORT="$port" KAFKA_TOPIC_PREFIX= CLOUDEVENTS_SOURCE= scripts/run.sh >"$log" 2>&1 &
-runner=$!
-finish() {
-  kill -TERM "$runner" 2>/dev/null || true
-  wait "$runner" 2>/dev/null || true
-  rm -f "$log"
-}
-trap finish EXIT
-
-base=http://localhost:$port/api/events
-deadline=$((SECONDS + 300))   # includes a release build on a cold machine
-until curl -fs "$base/health" >/dev/null 2>&1; do
-  if ! kill -0 "$runner" 2>/dev/null || ((SECONDS > deadline)); then
-    echo "smoke: the service did not become healthy; its output:" >&2
-    cat "$log" >&2
-    exit 1
-  fi
-  sleep 0.5
-done
-brokers=$(sed -n 's/^run: started a local Kafka broker at \([^ ]*\).*/\1/p' "$log")
+# shellcheck source-path=SCRIPTDIR source=harness/harness.sh
+. scripts/harness/harness.sh
+trap harness_cleanup EXIT
+# run.sh, with nothing of the service's configuration from this shell (so with a local broker of
+# its own), on a port the harness picks; it builds the binary, or takes EVENTS_SERVICE_BINARY's.
+# Its stop includes run.sh stopping that broker.
+if ! service_start --within 300 --stop-within 60 -- scripts/run.sh; then
+  echo "smoke: the service did not become healthy" >&2
+  exit 1
+fi
+base=$SERVICE_URL/api/events
+brokers=$(sed -n 's/^run: started a local Kafka broker at \([^ ]*\).*/\1/p' "$SERVICE_LOG")
 
 responses=()
 check() {   # kind, body: POST as the seed does, then find the same record with kcat
@@ -62,13 +52,8 @@ check movie '{"movie_id": 1, "title": "Test Movie", "action": "viewed"}'
 .venv-cloudevents/bin/python scripts/cloudevents_check.py "$brokers" "$ce_source" "${responses[@]}" |
   sed 's/^/smoke: /'
 
-kill -TERM "$runner"
-status=0
-wait "$runner" || status=$?
-trap 'rm -f "$log"' EXIT
-if ((status != 0)); then
-  echo "smoke: the service exited with $status after SIGTERM; its output:" >&2
-  cat "$log" >&2
+if ! service_stop; then
+  echo "smoke: the service did not exit 0 after SIGTERM" >&2
   exit 1
 fi
 echo "smoke: $((2 * ${#responses[@]})) passed, 0 failed"
