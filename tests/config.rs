@@ -30,6 +30,7 @@ const ELSEWHERE: &[(&str, &str)] = &[
     ("KAFKA_DELIVERY_TIMEOUT_MS", "tests/kafka/health.rs"),
     ("KAFKA_MAX_QUEUED_EVENTS", "tests/kafka/batch.rs"),
     ("KAFKA_LINGER_MS", "tests/kafka/process.rs"),
+    ("KAFKA_IDLE_LINGER_MS", "tests/kafka/publish.rs"),
     (
         "KAFKA_HEALTH_INTERVAL_MS",
         "tests/kafka/helpers.rs (200 ms in every test: health follows within it)",

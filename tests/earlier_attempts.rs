@@ -48,8 +48,9 @@ impl Store for LapsingStore {
 }
 
 fn lapsing(app: TestRouter) -> TestRouter {
-    let mut state = app.state.clone();
-    state.idempotency.store = Arc::new(LapsingStore::default());
+    let state = app
+        .state
+        .with_idempotency_store(Arc::new(LapsingStore::default()));
     TestRouter {
         router: router(state.clone()),
         state,

@@ -32,6 +32,10 @@ pub struct KafkaConfig {
     /// an idle request about 1.5 ms sooner but sends so many small requests under load that the
     /// broker's and librdkafka's CPU turns into tail latency (see BENCHMARKS.md).
     pub linger_ms: u32,
+    /// `KAFKA_IDLE_LINGER_MS`: the linger of a record that finds no other in flight (default 0):
+    /// an idle request is sent at once, and batching starts only when requests overlap. Equal
+    /// to `KAFKA_LINGER_MS`, one producer takes every record.
+    pub idle_linger_ms: u32,
     /// `KAFKA_GROUP_ID`: the built-in consumers' group (default `events-service-group`).
     pub group_id: String,
     /// `KAFKA_AUTO_OFFSET_RESET`: where a new group starts, `earliest` or `latest` (default
@@ -150,7 +154,10 @@ const RESERVED_OPTIONS: &[(&str, &str)] = &[
     ("auto.offset.reset", "set by KAFKA_AUTO_OFFSET_RESET"),
     ("message.timeout.ms", "set by KAFKA_DELIVERY_TIMEOUT_MS"),
     ("delivery.timeout.ms", "set by KAFKA_DELIVERY_TIMEOUT_MS"),
-    ("linger.ms", "set by KAFKA_LINGER_MS"),
+    (
+        "linger.ms",
+        "set by KAFKA_LINGER_MS and KAFKA_IDLE_LINGER_MS",
+    ),
     ("queue.buffering.max.ms", "set by KAFKA_LINGER_MS"),
     (
         "queue.buffering.max.messages",

@@ -139,6 +139,12 @@ impl Config {
         let request_timeout = env.millis("HTTP_REQUEST_TIMEOUT_MS", 15_000)?;
         let shutdown_timeout = env.millis("SHUTDOWN_TIMEOUT_MS", 20_000)?;
         let linger_ms: u32 = env.get("KAFKA_LINGER_MS", 1)?;
+        let idle_linger_ms: u32 = env.get("KAFKA_IDLE_LINGER_MS", 0)?;
+        if idle_linger_ms > linger_ms {
+            bail!(
+                "KAFKA_IDLE_LINGER_MS ({idle_linger_ms}) must not exceed KAFKA_LINGER_MS ({linger_ms})"
+            );
+        }
         // A Kafka failure must be reported as such (500), not as a request timeout (408), and a
         // graceful shutdown must be able to finish the requests in flight.
         if request_timeout <= delivery_timeout + DELIVERY_REPORT_GRACE {
@@ -207,6 +213,7 @@ impl Config {
                 delivery_timeout,
                 max_queued_events: env.positive("KAFKA_MAX_QUEUED_EVENTS", 100_000)?,
                 linger_ms,
+                idle_linger_ms,
                 group_id: env.get("KAFKA_GROUP_ID", "events-service-group".to_owned())?,
                 auto_offset_reset,
                 consumers_enabled: env.get("KAFKA_CONSUMERS_ENABLED", true)?,
@@ -298,6 +305,7 @@ mod tests {
                 "SHUTDOWN_TIMEOUT_MS",
             ),
             (&[("KAFKA_LINGER_MS", "5000")][..], "KAFKA_LINGER_MS"),
+            (&[("KAFKA_IDLE_LINGER_MS", "2")][..], "KAFKA_IDLE_LINGER_MS"),
         ] {
             let err = config(vars).unwrap_err().to_string();
             assert!(err.starts_with(named), "{vars:?}: {err}");

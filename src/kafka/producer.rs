@@ -1,4 +1,13 @@
-//! The one shared rdkafka producer, as the [`Sink`] that publishing queues records in.
+//! The rdkafka producers, as the [`Sink`] that publishing queues records in: a batching one
+//! (`KAFKA_LINGER_MS`) and a prompt one (`KAFKA_IDLE_LINGER_MS`, 0) that takes a record when no other is in
+//! flight, so that an idle request pays no linger and a loaded service still batches (linger 0
+//! under load halves the throughput: BENCHMARKS.md).
+//!
+//! Both are idempotent and acknowledged by all in-sync replicas. Records of one key keep their
+//! order within each producer, and a batch goes to one producer whole. Two requests are ordered
+//! only when the client waits for the first's answer before it sends the second (HTTP has no
+//! other way), and then the first is stored before the second is sent, whichever producer
+//! takes either.
 //!
 //! An idempotent producer that hits a fatal error (an out-of-order sequence, an unknown producer
 //! id) refuses every record from then on, and librdkafka cannot recover it: the service replaces
@@ -45,8 +54,11 @@ pub struct Replacement {
 }
 
 pub struct KafkaSink {
-    producer: RwLock<Arc<KafkaProducer>>,
-    config: ClientConfig,
+    /// The producer that batches (`KAFKA_LINGER_MS`): most records under load, metadata, health.
+    batching: Lane,
+    /// The producer that sends at once (`KAFKA_IDLE_LINGER_MS`), for a record that finds none
+    /// in flight; none when both lingers are the same.
+    prompt: Option<Lane>,
     metrics: Metrics,
     delivery_timeout: Duration,
     /// The producer queue's capacity in records (`queue.buffering.max.messages`).
@@ -55,48 +67,47 @@ pub struct KafkaSink {
     lookup: Arc<Lookup>,
 }
 
-impl KafkaSink {
-    /// Creates the producer. It connects lazily: this succeeds while the broker is down, and
-    /// fails only on a configuration librdkafka rejects (for example a bad `RDKAFKA_*` option).
-    pub fn new(kafka: &KafkaConfig, metrics: &Metrics) -> anyhow::Result<Self> {
-        let config = client::producer(kafka);
-        let capacity = config
-            .get("queue.buffering.max.messages")
-            .and_then(|n| n.parse().ok())
-            .context("queue.buffering.max.messages must be a number")?;
-        let producer = create(&config, metrics)?;
+/// One producer, replaced when it hits a fatal error.
+struct Lane {
+    name: &'static str,
+    config: ClientConfig,
+    producer: RwLock<Arc<KafkaProducer>>,
+}
+
+impl Lane {
+    fn new(name: &'static str, config: ClientConfig, metrics: &Metrics) -> anyhow::Result<Self> {
+        let producer = create(name, &config, metrics)?;
         Ok(Self {
-            producer: RwLock::new(Arc::new(producer)),
+            name,
             config,
-            metrics: metrics.clone(),
-            delivery_timeout: kafka.delivery_timeout,
-            capacity,
-            lookup: Arc::new(Lookup::new(kafka)),
+            producer: RwLock::new(Arc::new(producer)),
         })
     }
 
-    /// The producer in use now, for metadata requests and the health check.
-    pub fn producer(&self) -> Arc<KafkaProducer> {
+    fn producer(&self) -> Arc<KafkaProducer> {
         lock_read(&self.producer).clone()
     }
 
-    /// When the producer has hit a fatal error, replaces it with a new one and says what the
-    /// error was. The old one is dropped once its last records have failed.
-    pub fn replace_if_fatal(&self) -> Option<Replacement> {
+    fn in_flight(&self) -> usize {
+        usize::try_from(lock_read(&self.producer).in_flight_count()).unwrap_or(0)
+    }
+
+    fn replace_if_fatal(&self, metrics: &Metrics) -> Option<Replacement> {
         let current = self.producer();
         let (code, reason) = current.client().fatal_error()?;
         let error = format!("{code}: {reason}");
-        let replaced = match create(&self.config, &self.metrics) {
+        let name = self.name;
+        let replaced = match create(name, &self.config, metrics) {
             Ok(fresh) => {
                 *lock_write(&self.producer) = Arc::new(fresh);
                 tracing::error!(
-                    "[PRODUCER] The producer hit a fatal error ({error}); a new one took over"
+                    "[PRODUCER] The {name} producer hit a fatal error ({error}); a new one took over"
                 );
                 true
             }
             Err(create_error) => {
                 tracing::error!(
-                    "[PRODUCER] The producer hit a fatal error ({error}) and could not be replaced: {create_error:#}"
+                    "[PRODUCER] The {name} producer hit a fatal error ({error}) and could not be replaced: {create_error:#}"
                 );
                 false
             }
@@ -107,10 +118,73 @@ impl KafkaSink {
             at: Timestamp::now(),
         })
     }
+}
+
+impl KafkaSink {
+    /// Creates the producers. They connect lazily: this succeeds while the broker is down, and
+    /// fails only on a configuration librdkafka rejects (for example a bad `RDKAFKA_*` option).
+    pub fn new(kafka: &KafkaConfig, metrics: &Metrics) -> anyhow::Result<Self> {
+        let config = client::producer(kafka);
+        let capacity = config
+            .get("queue.buffering.max.messages")
+            .and_then(|n| n.parse().ok())
+            .context("queue.buffering.max.messages must be a number")?;
+        let prompt = match kafka.idle_linger_ms {
+            idle if idle == kafka.linger_ms => None,
+            idle => {
+                let mut prompt = config.clone();
+                prompt.set("linger.ms", idle.to_string());
+                Some(Lane::new("prompt", prompt, metrics)?)
+            }
+        };
+        Ok(Self {
+            batching: Lane::new("batching", config, metrics)?,
+            prompt,
+            metrics: metrics.clone(),
+            delivery_timeout: kafka.delivery_timeout,
+            capacity,
+            lookup: Arc::new(Lookup::new(kafka)),
+        })
+    }
+
+    /// The batching producer, for metadata requests and the health check.
+    pub fn producer(&self) -> Arc<KafkaProducer> {
+        self.batching.producer()
+    }
+
+    /// The prompt producer, if there is one (tests reach it to inject a fatal error).
+    pub fn prompt_producer(&self) -> Option<Arc<KafkaProducer>> {
+        self.prompt.as_ref().map(Lane::producer)
+    }
+
+    /// When a producer has hit a fatal error, replaces it with a new one and says what the
+    /// error was. The old one is dropped once its last records have failed.
+    pub fn replace_if_fatal(&self) -> Option<Replacement> {
+        let prompt = self.prompt.as_ref();
+        let replaced = prompt.and_then(|lane| lane.replace_if_fatal(&self.metrics));
+        self.batching.replace_if_fatal(&self.metrics).or(replaced)
+    }
 
     /// Waits until every queued record is delivered or has failed. Blocks the calling thread.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.producer().flush(timeout)
+        let started = std::time::Instant::now();
+        if let Some(prompt) = &self.prompt {
+            prompt.producer().flush(timeout)?;
+        }
+        let left = timeout.saturating_sub(started.elapsed());
+        self.batching.producer().flush(left)
+    }
+
+    /// The producer a record goes to now: the prompt one when nothing is in flight (no other
+    /// record could join it within the linger), else the batching one.
+    fn lane(&self) -> &Lane {
+        let Some(prompt) = &self.prompt else {
+            return &self.batching;
+        };
+        match prompt.in_flight() + self.batching.in_flight() {
+            0 => prompt,
+            _ => &self.batching,
+        }
     }
 
     fn classify(&self, error: KafkaError) -> PublishError {
@@ -118,14 +192,23 @@ impl KafkaSink {
     }
 }
 
-fn create(config: &ClientConfig, metrics: &Metrics) -> anyhow::Result<KafkaProducer> {
+fn create(name: &str, config: &ClientConfig, metrics: &Metrics) -> anyhow::Result<KafkaProducer> {
+    let context = match name {
+        "prompt" => StatsContext::named("producer:prompt", metrics),
+        _ => StatsContext::producer(metrics),
+    };
     config
-        .create_with_context(StatsContext::producer(metrics))
+        .create_with_context(context)
         .context("librdkafka rejected the producer configuration (check the RDKAFKA_* variables)")
 }
 
-impl Sink for KafkaSink {
-    fn enqueue(&self, record: &OutgoingRecord) -> Result<PendingDelivery, PublishError> {
+impl KafkaSink {
+    /// Hands `record` to `producer` without waiting.
+    fn enqueue_to(
+        &self,
+        producer: &KafkaProducer,
+        record: &OutgoingRecord,
+    ) -> Result<PendingDelivery, PublishError> {
         let copied = record.copied_headers.iter().map(|(key, value)| Header {
             key: key.as_str(),
             value: value.as_deref(),
@@ -148,16 +231,32 @@ impl Sink for KafkaSink {
             future_record = future_record.timestamp(timestamp);
         }
         // `send_result` hands a full queue back at once; `send` would sleep and retry.
-        let delivery = self
-            .producer()
+        let delivery = producer
             .send_result(future_record)
             .map_err(|(error, _)| self.classify(error))?;
         Ok(delivered(delivery, self.delivery_timeout).boxed())
     }
+}
+
+impl Sink for KafkaSink {
+    fn enqueue(&self, record: &OutgoingRecord) -> Result<PendingDelivery, PublishError> {
+        self.enqueue_to(&self.lane().producer(), record)
+    }
+
+    fn enqueue_all(
+        &self,
+        records: &[OutgoingRecord],
+    ) -> Vec<Result<PendingDelivery, PublishError>> {
+        let producer = self.lane().producer();
+        records
+            .iter()
+            .map(|record| self.enqueue_to(&producer, record))
+            .collect()
+    }
 
     fn queue(&self) -> QueueLevel {
         QueueLevel {
-            queued: usize::try_from(self.producer().in_flight_count()).unwrap_or(0),
+            queued: self.batching.in_flight() + self.prompt.as_ref().map_or(0, Lane::in_flight),
             capacity: self.capacity,
         }
     }

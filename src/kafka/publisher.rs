@@ -79,6 +79,15 @@ pub trait Sink: Send + Sync + 'static {
     /// when there is no room.
     fn enqueue(&self, record: &OutgoingRecord) -> Result<PendingDelivery, PublishError>;
 
+    /// Hands `records` over together, in their order, as [`Sink::enqueue`] does one: a sink
+    /// with several producers puts them all in the same one, so that a batch keeps its order.
+    fn enqueue_all(
+        &self,
+        records: &[OutgoingRecord],
+    ) -> Vec<Result<PendingDelivery, PublishError>> {
+        records.iter().map(|record| self.enqueue(record)).collect()
+    }
+
     /// Records awaiting the broker's acknowledgement now, and the most the queue holds.
     fn queue(&self) -> QueueLevel;
 
@@ -146,10 +155,7 @@ impl Publisher {
             return Err(PublishError::QueueFull);
         }
         let started = Instant::now();
-        let pending: Vec<_> = records
-            .iter()
-            .map(|record| self.sink.enqueue(record))
-            .collect();
+        let pending = self.sink.enqueue_all(&records);
         let outcomes = pending.into_iter().zip(records).map(|(pending, record)| {
             let topic = record.topic;
             async move {

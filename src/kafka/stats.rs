@@ -30,6 +30,14 @@ impl StatsContext {
         }
     }
 
+    /// The context of a client named `name` (`client="<name>"`).
+    pub fn named(name: &'static str, metrics: &Metrics) -> Self {
+        Self {
+            client: SharedString::const_str(name),
+            metrics: metrics.clone(),
+        }
+    }
+
     /// The context of the consumer of `topic` (`client="consumer:<topic>"`).
     pub fn consumer(topic: &str, metrics: &Metrics) -> Self {
         Self {

@@ -1,5 +1,7 @@
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use events_service::kafka::{KafkaProducer, KafkaSink};
 use rdkafka::producer::Producer;
 use serde_json::json;
 
@@ -89,37 +91,43 @@ async fn a_producer_that_hit_a_fatal_error_is_replaced_and_publishing_goes_on() 
     let movie = json!({"movie_id": 1, "title": "T", "action": "viewed"});
     assert_eq!(app.post("movie", &movie).await.0, 201);
 
-    // librdkafka's own test hook raises the fatal error an idempotent producer can meet.
-    let producer = app.sink.producer();
-    let raised = unsafe {
-        rdkafka::bindings::rd_kafka_test_fatal_error(
-            producer.client().native_ptr(),
-            rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
-            c"raised by the test".as_ptr(),
-        )
-    };
-    assert_eq!(
-        raised,
-        rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-    );
-    let fatal = crate::helpers::eventually("health to report the replacement", || async {
-        let (_, body) = app.health().await;
-        let fatal = body["kafka"]["producer_fatal_errors"].clone();
-        (fatal["count"] == 1).then_some(fatal)
-    })
-    .await;
-    assert_eq!(fatal["last"]["replaced"], true, "{fatal}");
-    assert!(
-        fatal["last"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("raised by the test"),
-        "{fatal}"
-    );
-    assert!(
-        !std::sync::Arc::ptr_eq(&producer, &app.sink.producer()),
-        "a new producer"
-    );
+    // librdkafka's own test hook raises the fatal error an idempotent producer can meet, in
+    // the prompt producer (idle records) and then in the batching one.
+    type ProducerOf = fn(&KafkaSink) -> Option<Arc<KafkaProducer>>;
+    let lanes: [(&str, ProducerOf); 2] = [
+        ("prompt", KafkaSink::prompt_producer),
+        ("batching", |sink| Some(sink.producer())),
+    ];
+    for (count, (lane, producer_of)) in (1..).zip(lanes) {
+        let producer = producer_of(&app.sink).expect("the service runs both producers");
+        let raised = unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                producer.client().native_ptr(),
+                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                c"raised by the test".as_ptr(),
+            )
+        };
+        assert_eq!(
+            raised,
+            rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        );
+        let fatal = crate::helpers::eventually("health to report the replacement", || async {
+            let (_, body) = app.health().await;
+            let fatal = body["kafka"]["producer_fatal_errors"].clone();
+            (fatal["count"] == count).then_some(fatal)
+        })
+        .await;
+        assert_eq!(fatal["last"]["replaced"], true, "{lane}: {fatal}");
+        assert!(
+            fatal["last"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("raised by the test"),
+            "{lane}: {fatal}"
+        );
+        let now = producer_of(&app.sink).unwrap();
+        assert!(!Arc::ptr_eq(&producer, &now), "a new {lane} producer");
+    }
 
     let (status, body) = app.post("movie", &movie).await;
     assert_eq!(status, 201, "the new producer publishes: {body}");

@@ -48,7 +48,11 @@ async fn metrics_show_what_was_produced_processed_and_dead_lettered_and_librdkaf
     let brokers = brokers();
     let vars = with(
         isolated_vars(&brokers),
-        &[("KAFKA_STATISTICS_INTERVAL_MS", "200")],
+        // One producer (no idle lane): its statistics are all under client="producer".
+        &[
+            ("KAFKA_STATISTICS_INTERVAL_MS", "200"),
+            ("KAFKA_IDLE_LINGER_MS", "1"),
+        ],
     );
     let app = TestApp::spawn(vars).await;
     app.wait_until_healthy().await;

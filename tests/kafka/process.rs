@@ -121,13 +121,14 @@ struct Sent {
 #[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn sigterm_while_requests_are_in_flight_finishes_them_and_loses_nothing_answered_201() {
     let brokers = brokers();
-    // A long linger keeps each event in the producer for 200 ms, so that SIGTERM surely finds
+    // A long linger (idle too) keeps each event in the producer for 200 ms, so that SIGTERM surely finds
     // requests that the service had taken and not yet answered.
     let vars = with(
         isolated_vars(&brokers),
         &[
             ("KAFKA_CONSUMERS_ENABLED", "false"),
             ("KAFKA_LINGER_MS", "200"),
+            ("KAFKA_IDLE_LINGER_MS", "200"),
         ],
     );
     let prefix = crate::helpers::var(&vars, "KAFKA_TOPIC_PREFIX").to_owned();

@@ -1,7 +1,9 @@
+use std::time::{Duration, Instant};
+
 use rdkafka::Message;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, brokers, header, isolated_vars, read_record};
+use crate::helpers::{TestApp, brokers, header, isolated_vars, read_record, with};
 
 #[tokio::test]
 #[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
@@ -166,5 +168,38 @@ async fn every_record_is_a_cloudevent_in_binary_mode_from_the_configured_source(
             "{kind}: each attribute once, no others"
         );
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
+async fn a_lone_request_waits_for_no_batch_and_overlapping_ones_are_batched() {
+    // A linger far longer than a broker's acknowledgement: a request that waited for it would
+    // take two seconds.
+    let linger = Duration::from_secs(2);
+    let vars = with(
+        isolated_vars(&brokers()),
+        &[("KAFKA_LINGER_MS", "2000"), ("KAFKA_IDLE_LINGER_MS", "0")],
+    );
+    let app = TestApp::spawn(vars).await;
+    app.wait_until_healthy().await;
+    let movie = |id: u64| json!({"movie_id": id, "title": "T", "action": "viewed"});
+
+    let started = Instant::now();
+    let (status, body) = app.post("movie", &movie(1)).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(started.elapsed() < linger / 2, "{:?}", started.elapsed());
+
+    // Eight at once: the first may go alone, the others find it in flight and wait for the
+    // batch, so the last answer comes after the linger.
+    let started = Instant::now();
+    let bodies: Vec<Value> = (2..10).map(movie).collect();
+    let answers =
+        futures::future::join_all(bodies.iter().map(|body| app.post("movie", body))).await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 201),
+        "{answers:?}"
+    );
+    assert!(started.elapsed() >= linger, "{:?}", started.elapsed());
     app.stop().await;
 }

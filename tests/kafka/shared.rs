@@ -398,6 +398,7 @@ async fn a_stored_event_whose_answer_never_reached_redis_is_found_by_the_retry_n
         ("REDIS_URL", redis.url.as_str()),
         ("REDIS_TIMEOUT_MS", "200"),
         ("KAFKA_LINGER_MS", "1000"),
+        ("KAFKA_IDLE_LINGER_MS", "1000"),
         ("KAFKA_DELIVERY_TIMEOUT_MS", "3000"),
         ("HTTP_REQUEST_TIMEOUT_MS", "4100"),
         ("SHUTDOWN_TIMEOUT_MS", "5000"),
