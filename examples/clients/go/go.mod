@@ -1,0 +1,3 @@
+module cinemaabyss/events-service/examples/clients/go
+
+go 1.22
