@@ -16,8 +16,6 @@ RUN apt-get update \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-# The web dashboard's files, compiled into the binary (include_str!).
-COPY assets ./assets
 # The dashboard's files, which the binary embeds (src/http/dashboard.rs).
 COPY assets ./assets
 # The caches keep the crates and the compiled dependencies (librdkafka above all) between builds;

@@ -26,7 +26,7 @@ if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0
   say "needs Node.js 20 or newer and npm (playwright-core's minimum); node is $(node --version 2>&1 || true)"
   exit 1
 fi
-scripts/bootstrap.sh
+scripts/bootstrap.sh --broker
 (cd browser-test && npm ci --no-audit --no-fund --loglevel=error >&2)
 # shellcheck source-path=SCRIPTDIR source=harness/harness.sh
 . scripts/harness/harness.sh

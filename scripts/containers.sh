@@ -20,6 +20,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-scripts/bootstrap.sh
+scripts/bootstrap.sh --broker   # Kafka's storage tool checks compose's broker settings
 scripts/venv.sh .venv-containers scripts/requirements-containers.txt
 exec .venv-containers/bin/python scripts/containers.py

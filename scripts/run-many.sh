@@ -14,7 +14,10 @@ n=${1:-2}
 [[ $n =~ ^[1-9][0-9]?$ ]] || { echo "run-many: N must be 1 to 99, got '$n'" >&2; exit 2; }
 base=${PORT:-8082}
 
-scripts/bootstrap.sh
+needs=()
+[[ -n ${KAFKA_BROKERS:-} ]] || needs+=(--broker)
+[[ -n ${REDIS_URL:-} ]] || needs+=(--redis)
+scripts/bootstrap.sh "${needs[@]}"
 cargo build --locked --release --bin events-service
 
 broker_dir='' redis_dir='' pids=()

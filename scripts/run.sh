@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-scripts/bootstrap.sh
+# A local broker needs Java and Maven; one of your own (KAFKA_BROKERS) does not.
+if [[ -z ${KAFKA_BROKERS:-} ]]; then scripts/bootstrap.sh --broker; else scripts/bootstrap.sh; fi
 # The release binary: built (a no-op when up to date), or EVENTS_SERVICE_BINARY when that is set.
 # shellcheck source-path=SCRIPTDIR source=harness/harness.sh
 . scripts/harness/harness.sh

@@ -39,7 +39,7 @@ venv=$root/.venv-fuzz
 scripts/venv.sh "$venv" scripts/requirements-fuzz.txt
 
 # --- the service, with a broker of its own ------------------------------------------------------
-scripts/bootstrap.sh
+scripts/bootstrap.sh --broker
 # shellcheck source-path=SCRIPTDIR source=harness/harness.sh
 . scripts/harness/harness.sh
 work=$(mktemp -d)

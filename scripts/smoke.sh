@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# curl and kcat; scripts/run.sh below asks for the broker's tools itself.
+scripts/bootstrap.sh --smoke
 # First, so that a machine that cannot install it fails before the build.
 scripts/venv.sh .venv-cloudevents scripts/requirements-cloudevents.txt
 
