@@ -11,7 +11,11 @@ How a request is recognised
 Every request of a run carries a marker in its title, `<tag>#<seq>`: the run's tag and a
 sequence number of its own, drawn once per request. The load client sends each request exactly
 once: it never retries (aiohttp does not resend a POST), so no two requests share a sequence
-number and a sequence number reaches exactly one service process. A record whose title carries
+number and a sequence number reaches exactly one service process. The one exception is the
+retrying load (traffic.py, `retry_for`): it resends a request, the same body under an
+`Idempotency-Key` of its own, to other instances until it is answered 201, and its Answer is
+the last attempt's, timed from the first attempt to the last answer. Every attempt of it asks
+for the one event that the key promises to store at most once. A record whose title carries
 the marker of request #n is a copy of request #n's event if it is *faithful*: it is in the
 request's topic, its key is the request's key (the movie id), its value is a JSON event of the
 request's type whose `payload` is exactly the request's body and whose `id` is a string. A
@@ -46,7 +50,9 @@ duplicated    for every request, its faithful copies beyond the first. Every cop
               (What a request with an unknown outcome may legitimately do, be stored once
               without a 201, is counted as "stored without a 201" and allowed. A duplicate
               becomes legitimate only when a client resends after an unknown outcome without an
-              Idempotency-Key, or to another instance; this load never does.)
+              Idempotency-Key, or with one but without a store shared by the instances; no load
+              here does. The retrying load resends with a key, to instances sharing Redis:
+              there a duplicate is the broken promise it is looking for.)
 out of order  the load sends a key's requests one after another (and a batch's items in order),
               so a key's sequence numbers increase in the order sent. For every key, its
               faithful records ordered by (partition, offset): each adjacent pair where the
@@ -113,6 +119,8 @@ class Answer:
     offset: int = -1
     id: str = ""
     event: dict | None = None  # the event a 201 echoes
+    attempts: int = 1  # how many times the retrying load sent it (traffic.py, `retry_for`)
+    replayed: bool = False  # the answer carried `Idempotent-Replayed: true`
 
     @property
     def acked(self) -> bool:

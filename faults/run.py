@@ -2,7 +2,8 @@
 
 Usage: python faults/run.py --binary target/release/events-service [--full] [--report FILE]
                             [scenario ...]
-Scenarios: broker-crash, leader-kills, sigterm, consumer-crash, long-outage (default: all).
+Scenarios: broker-crash, leader-kills, sigterm, consumer-crash, long-outage, instance-kill
+(default: all).
 --full runs longer outages, more load and bigger backlogs (see RELIABILITY.md)."""
 
 from __future__ import annotations
@@ -16,9 +17,14 @@ import traceback
 import uuid
 from pathlib import Path
 
+import scenarios
 import test_ledger
+from instances import instance_kill
 from processes import Broker
-from scenarios import ALL, Lab, Outcome
+from scenarios import Lab, Outcome
+
+# In the order they run. The scenario with several instances and a Redis has a module of its own.
+ALL = {**scenarios.ALL, "instance-kill": instance_kill}
 
 # The columns are defined in ledger.py's docstring; every one after "stored" must be 0.
 HEADER = ["scenario", "sent", "201", "5xx / no answer", "stored", "lost", "wrong", "duplicated",

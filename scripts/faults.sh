@@ -7,7 +7,8 @@
 #   (no flag)   the CI run, about 5 minutes: short outages, small backlogs
 #   --full      longer outages (60 s), more load, bigger backlogs, as RELIABILITY.md's table
 #   --report F  also write the table (markdown) to F
-#   scenario    broker-crash, leader-kills, sigterm, consumer-crash, long-outage (default: all)
+#   scenario    broker-crash, leader-kills, sigterm, consumer-crash, long-outage, instance-kill
+#               (default: all)
 # Starts its own brokers on free ports (one broker, and a 3-node cluster for leader-kills) and
 # removes them afterwards; builds the release binary (scripts/harness/: a no-op when it is up to
 # date, none at all with EVENTS_SERVICE_BINARY); installs faults/requirements.txt into
@@ -22,7 +23,8 @@ while (($#)); do
 done
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-scripts/bootstrap.sh
+# Its own brokers, and a Redis for instance-kill.
+scripts/bootstrap.sh --broker --redis
 # shellcheck source-path=SCRIPTDIR source=harness/harness.sh
 . scripts/harness/harness.sh
 harness_build
