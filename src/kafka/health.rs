@@ -2,7 +2,7 @@
 //! the latest result and never waits on a broker.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::producer::Producer;
 use serde::Serialize;
@@ -37,10 +37,17 @@ pub struct KafkaStatus {
     pub producer_fatal_errors: FatalErrors,
 }
 
+/// Fatal errors this many times within [`FATAL_WINDOW`] mean that a new producer does not help
+/// (say, an ACL that denies idempotent writes): health then answers 503.
+pub const FATAL_ERRORS_UNHEALTHY: usize = 3;
+pub const FATAL_WINDOW: Duration = Duration::from_secs(60);
+
 /// How often the producer hit a fatal error, and the last one.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
 pub struct FatalErrors {
     pub count: u64,
+    /// How many of them came in the last minute; from 3 on, health is 503.
+    pub in_last_minute: usize,
     /// The last error, and whether a new producer took over.
     pub last: Option<Replacement>,
 }
@@ -59,9 +66,12 @@ impl KafkaStatus {
         }
     }
 
-    /// Events can be published: the cluster answers and has the event topics.
+    /// Events can be published: the cluster answers, has the event topics, and new producers
+    /// do not keep hitting fatal errors.
     pub fn is_healthy(&self) -> bool {
-        self.reachable && self.missing_topics.is_empty()
+        self.reachable
+            && self.missing_topics.is_empty()
+            && self.producer_fatal_errors.in_last_minute < FATAL_ERRORS_UNHEALTHY
     }
 
     /// Whether the process can still publish at all: false once the producer hit a fatal error
@@ -87,11 +97,20 @@ pub async fn run_checks(
     // A check may take as long as the interval, and never less than a round trip needs.
     let timeout = interval.max(Duration::from_millis(500));
     let mut fatal_errors = FatalErrors::default();
+    let mut fatal_at = std::collections::VecDeque::new();
     loop {
         if let Some(replacement) = sink.replace_if_fatal() {
             fatal_errors.count += 1;
             fatal_errors.last = Some(replacement);
+            fatal_at.push_back(Instant::now());
         }
+        while fatal_at
+            .front()
+            .is_some_and(|at: &Instant| at.elapsed() > FATAL_WINDOW)
+        {
+            fatal_at.pop_front();
+        }
+        fatal_errors.in_last_minute = fatal_at.len();
         let producer = sink.producer();
         let wanted = topics.clone();
         let check = tokio::task::spawn_blocking(move || check(&producer, &wanted, timeout));

@@ -93,30 +93,12 @@ async fn a_producer_that_hit_a_fatal_error_is_replaced_and_publishing_goes_on() 
 
     // librdkafka's own test hook raises the fatal error an idempotent producer can meet, in
     // the prompt producer (idle records) and then in the batching one.
-    type ProducerOf = fn(&KafkaSink) -> Option<Arc<KafkaProducer>>;
     let lanes: [(&str, ProducerOf); 2] = [
         ("prompt", KafkaSink::prompt_producer),
         ("batching", |sink| Some(sink.producer())),
     ];
     for (count, (lane, producer_of)) in (1..).zip(lanes) {
-        let producer = producer_of(&app.sink).expect("the service runs both producers");
-        let raised = unsafe {
-            rdkafka::bindings::rd_kafka_test_fatal_error(
-                producer.client().native_ptr(),
-                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
-                c"raised by the test".as_ptr(),
-            )
-        };
-        assert_eq!(
-            raised,
-            rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-        );
-        let fatal = crate::helpers::eventually("health to report the replacement", || async {
-            let (_, body) = app.health().await;
-            let fatal = body["kafka"]["producer_fatal_errors"].clone();
-            (fatal["count"] == count).then_some(fatal)
-        })
-        .await;
+        let fatal = raise_fatal_error(&app, producer_of, count).await;
         assert_eq!(fatal["last"]["replaced"], true, "{lane}: {fatal}");
         assert!(
             fatal["last"]["error"]
@@ -125,16 +107,55 @@ async fn a_producer_that_hit_a_fatal_error_is_replaced_and_publishing_goes_on() 
                 .contains("raised by the test"),
             "{lane}: {fatal}"
         );
-        let now = producer_of(&app.sink).unwrap();
-        assert!(!Arc::ptr_eq(&producer, &now), "a new {lane} producer");
     }
-
+    app.wait_until_healthy().await;
     let (status, body) = app.post("movie", &movie).await;
     assert_eq!(status, 201, "the new producer publishes: {body}");
     let live = reqwest::get(format!("{}/api/events/health/live", app.address))
         .await
         .unwrap();
     assert_eq!(live.status(), 200);
-    app.wait_until_healthy().await;
+
+    // A third within the minute: new producers do not help (say, an ACL denies idempotent
+    // writes), so readiness fails while liveness holds.
+    raise_fatal_error(&app, |sink| Some(sink.producer()), 3).await;
+    let (status, body) = app.health().await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["kafka"]["producer_fatal_errors"]["in_last_minute"], 3,
+        "{body}"
+    );
     app.stop().await;
+}
+
+type ProducerOf = fn(&KafkaSink) -> Option<Arc<KafkaProducer>>;
+
+/// Raises a fatal error in the producer `producer_of` picks, waits until health reports it as
+/// the `count`th and a new producer has taken over, and returns health's `producer_fatal_errors`.
+async fn raise_fatal_error(
+    app: &TestApp,
+    producer_of: ProducerOf,
+    count: u64,
+) -> serde_json::Value {
+    let producer = producer_of(&app.sink).expect("the service runs both producers");
+    let raised = unsafe {
+        rdkafka::bindings::rd_kafka_test_fatal_error(
+            producer.client().native_ptr(),
+            rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+            c"raised by the test".as_ptr(),
+        )
+    };
+    assert_eq!(
+        raised,
+        rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+    );
+    let fatal = crate::helpers::eventually("health to report the replacement", || async {
+        let (_, body) = app.health().await;
+        let fatal = body["kafka"]["producer_fatal_errors"].clone();
+        (fatal["count"] == count).then_some(fatal)
+    })
+    .await;
+    let now = producer_of(&app.sink).unwrap();
+    assert!(!Arc::ptr_eq(&producer, &now), "a new producer");
+    fatal
 }
