@@ -269,8 +269,14 @@ def leader_kills(lab: Lab) -> Outcome:
         starting = time.monotonic()
         cluster.start()
         outcome.notes.append(f"cluster started in {time.monotonic() - starting:.0f} s")
+        # A delivery timeout above the cluster's failover time (KRaft fences a dead broker after
+        # broker.session.timeout.ms, 9 s), as README says to set with several brokers: with the
+        # 5 s default, produce requests to a leader waiting for a dead follower time out in
+        # flight, librdkafka bumps the producer's epoch, and a record in flight then can be
+        # stored twice (one CI run stored 5 records twice).
         service = lab.service(name, cluster, KAFKA_TOPIC_PARTITIONS=3,
-                              KAFKA_TOPIC_REPLICATION_FACTOR=3).start()
+                              KAFKA_TOPIC_REPLICATION_FACTOR=3, KAFKA_DELIVERY_TIMEOUT_MS=12000,
+                              HTTP_REQUEST_TIMEOUT_MS=14500, SHUTDOWN_TIMEOUT_MS=20000).start()
         wait_until("the service to be healthy", lambda: healthy(service), 60)
         topic = lab.topic(name)
         # Its brokers die on purpose: only librdkafka's critical lines are worth printing.
