@@ -27,7 +27,7 @@ while (($#)); do
   esac
 done
 if ! [[ $port =~ ^[0-9]{1,5}$ ]] || ((port > 65535)); then die "--port must be a port number, got '$port'"; fi
-command -v "$REDIS_SERVER" >/dev/null || die "redis-server not found; scripts/bootstrap.sh installs it (Debian: redis-server)"
+command -v "$REDIS_SERVER" >/dev/null || die "redis-server not found; scripts/bootstrap.sh --redis installs it (Debian: redis-server)"
 
 if ((port == 0)); then
   while :; do

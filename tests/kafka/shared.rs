@@ -363,7 +363,7 @@ impl OwnRedis {
             .args(["--save", "", "--appendonly", "no"])
             .stdout(std::process::Stdio::null())
             .spawn()
-            .expect("redis-server starts (scripts/bootstrap.sh installs it)");
+            .expect("redis-server starts (scripts/bootstrap.sh --redis installs it)");
         Self {
             child,
             url: format!("redis://127.0.0.1:{port}"),
