@@ -6,13 +6,12 @@
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::helpers::{
-    DEADLINE, ServiceProcess, brokers, closed_port, eventually, isolated_vars, metric,
-    wait_until_healthy, with,
+    DEADLINE, ServiceProcess, brokers, closed_port, eventually, isolated_vars, large_movies,
+    metric, wait_until_healthy, with,
 };
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -259,14 +258,6 @@ async fn beyond_the_connection_cap_a_new_connection_is_closed_at_once() {
     );
 }
 
-/// Movie events of about 4 KB each, so that a stream has much to write.
-fn large_movies(count: usize) -> serde_json::Value {
-    let description = "d".repeat(4000);
-    json!((0..count)
-        .map(|n| json!({"type": "movie", "movie_id": n + 1, "title": "T", "action": "viewed", "description": description}))
-        .collect::<Vec<_>>())
-}
-
 #[tokio::test]
 #[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn a_stream_whose_client_stopped_reading_is_cut_off_after_the_write_timeout_and_frees_its_slot()
@@ -314,7 +305,7 @@ async fn a_stream_whose_client_stopped_reading_is_cut_off_after_the_write_timeou
     for _ in 0..6 {
         let response = client
             .post(format!("{}/api/events/batch", service.address))
-            .json(&large_movies(1000))
+            .json(&large_movies(1000, 4000))
             .send()
             .await
             .unwrap();

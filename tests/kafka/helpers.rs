@@ -11,7 +11,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
@@ -323,4 +323,12 @@ pub async fn metric(address: &str, series: &str) -> Option<f64> {
         .ok()?;
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A batch of `count` movie events, each with a description of `description_bytes` bytes.
+pub fn large_movies(count: usize, description_bytes: usize) -> Value {
+    let description = "d".repeat(description_bytes);
+    json!((0..count)
+        .map(|n| json!({"type": "movie", "movie_id": n + 1, "title": "T", "action": "viewed", "description": description}))
+        .collect::<Vec<_>>())
 }

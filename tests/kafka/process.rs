@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use rdkafka::Message;
 use serde_json::{Value, json};
 
-use crate::helpers::{DEADLINE, ServiceProcess, brokers, isolated_vars, read_partition, with};
+use crate::helpers::{
+    DEADLINE, ServiceProcess, brokers, isolated_vars, large_movies, read_partition, with,
+};
 
 #[tokio::test]
 #[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
@@ -272,14 +274,6 @@ async fn sigterm_while_requests_are_in_flight_finishes_them_and_loses_nothing_an
     );
 }
 
-/// Movie events of about 4 KB each, so that a stream has much to write.
-fn large_movies(count: usize) -> Value {
-    let description = "d".repeat(4000);
-    json!((0..count)
-        .map(|n| json!({"type": "movie", "movie_id": n + 1, "title": "T", "action": "viewed", "description": description}))
-        .collect::<Vec<_>>())
-}
-
 #[tokio::test]
 #[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
 async fn a_shutdown_that_overruns_its_deadline_is_an_error_and_a_failed_exit() {
@@ -299,15 +293,19 @@ async fn a_shutdown_that_overruns_its_deadline_is_an_error_and_a_failed_exit() {
     let mut service = ServiceProcess::spawn(&vars);
     crate::helpers::wait_until_healthy(&service.address).await;
     let client = reqwest::Client::new();
-    for _ in 0..3 {
-        let response = client
-            .post(format!("{}/api/events/batch", service.address))
-            .json(&large_movies(1000))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-    }
+    let batches = format!("{}/api/events/batch", service.address);
+    let post_3000 = || async {
+        for _ in 0..3 {
+            let response = client
+                .post(&batches)
+                .json(&large_movies(1000, 4000))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201);
+        }
+    };
+    post_3000().await;
     // Wait until the consumers kept all of them, then open a stream that replays them and read
     // nothing more than its head.
     service.wait_for_line(|l| l.contains("[CONSUMER] Topic") && l.contains("Offset: 2999"));
@@ -327,6 +325,10 @@ async fn a_shutdown_that_overruns_its_deadline_is_an_error_and_a_failed_exit() {
     let mut head = [0; 256];
     let n = stalled.read(&mut head).await.unwrap();
     assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+    // The replay (the kept 1,000 events, some 4.4 MB) may just fit the kernel's buffers of the
+    // connection (tcp_wmem's 4 MiB): 3,000 more live events surely block its writes.
+    post_3000().await;
+    service.wait_for_line(|l| l.contains("[CONSUMER] Topic") && l.contains("Offset: 5999"));
 
     let stopping = Instant::now();
     service.terminate();
