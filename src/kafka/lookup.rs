@@ -6,11 +6,13 @@
 //! topic the search starts at the first offset with that timestamp or later (the broker's time
 //! index) and reads on until the records are later than the attempt by more than a record may
 //! take to be stored (the delivery timeout, and a margin for the clocks of other producers), or
-//! until the partition's end. Searches are rare (they follow a crash or a timeout) and run one at
-//! a time, each bounded by the delivery timeout.
+//! until the partition's end. Searches are rare (they follow a crash or a timeout), each is
+//! bounded by the delivery timeout, and up to [`MAX_SEARCHES`] run at once, each with a consumer
+//! of its own (after an instance died, its clients' retries all search at once: one at a time,
+//! the eighth waited out its request's deadline).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -29,6 +31,8 @@ use crate::support::lock;
 const CLOCK_MARGIN: Duration = Duration::from_secs(2);
 /// How long one poll waits.
 const POLL: Duration = Duration::from_millis(100);
+/// Searches at once, and so consumers kept at most.
+pub const MAX_SEARCHES: usize = 8;
 
 /// A record found: where it is, and its value (the event as it was answered).
 #[derive(Debug, Clone, PartialEq)]
@@ -37,10 +41,19 @@ pub struct Found {
     pub value: Vec<u8>,
 }
 
+/// The consumers searches use: those idle, and how many exist.
+#[derive(Default)]
+struct Consumers {
+    idle: Vec<BaseConsumer<DefaultConsumerContext>>,
+    made: usize,
+}
+
 /// Searches the topics for records by event id.
 pub struct Lookup {
     config: rdkafka::ClientConfig,
-    consumer: OnceLock<Mutex<BaseConsumer<DefaultConsumerContext>>>,
+    consumers: Mutex<Consumers>,
+    /// Signalled when a consumer is handed back.
+    returned: Condvar,
     /// How long after its attempt a record may have been stored.
     span: Duration,
     /// The longest one search may take.
@@ -51,7 +64,8 @@ impl Lookup {
     pub fn new(kafka: &KafkaConfig) -> Self {
         Self {
             config: client::live_reader(kafka),
-            consumer: OnceLock::new(),
+            consumers: Mutex::new(Consumers::default()),
+            returned: Condvar::new(),
             span: kafka.delivery_timeout + CLOCK_MARGIN,
             deadline: kafka.delivery_timeout,
         }
@@ -65,22 +79,44 @@ impl Lookup {
         ids: &[Uuid],
         attempts: &[i64],
     ) -> anyhow::Result<HashMap<Uuid, Found>> {
-        let consumer = match self.consumer.get() {
-            Some(consumer) => consumer,
-            None => {
-                let created = self
-                    .config
-                    .create()
-                    .context("could not create the consumer that looks for earlier records")?;
-                self.consumer.get_or_init(|| Mutex::new(created))
-            }
-        };
-        let consumer = lock(consumer);
         let started = Instant::now();
+        let consumer = self.take(started)?;
         let result = self.search(&consumer, topic, ids, attempts, started);
         // Nothing stays assigned between searches.
         let _ = consumer.unassign();
+        lock(&self.consumers).idle.push(consumer);
+        self.returned.notify_one();
         result
+    }
+
+    /// An idle consumer, or a new one while fewer than [`MAX_SEARCHES`] exist, or the first one
+    /// handed back before the search's deadline.
+    fn take(&self, started: Instant) -> anyhow::Result<BaseConsumer<DefaultConsumerContext>> {
+        let mut consumers = lock(&self.consumers);
+        loop {
+            if let Some(consumer) = consumers.idle.pop() {
+                return Ok(consumer);
+            }
+            if consumers.made < MAX_SEARCHES {
+                consumers.made += 1;
+                drop(consumers);
+                return self
+                    .config
+                    .create()
+                    .inspect_err(|_| lock(&self.consumers).made -= 1)
+                    .context("could not create a consumer that looks for earlier records");
+            }
+            let left = self.deadline.saturating_sub(started.elapsed());
+            anyhow::ensure!(
+                !left.is_zero(),
+                "{MAX_SEARCHES} searches for earlier records were running for the whole deadline"
+            );
+            consumers = self
+                .returned
+                .wait_timeout(consumers, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
     }
 
     fn search(
