@@ -141,10 +141,16 @@ fn check(producer: &KafkaProducer, topics: &Topics, timeout: Duration) -> KafkaS
     match producer.client().fetch_metadata(None, timeout) {
         Ok(metadata) => {
             let present = |name: &String| {
-                metadata
-                    .topics()
-                    .iter()
-                    .any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
+                metadata.topics().iter().any(|t| {
+                    // Just created, a topic may have partitions without leaders yet, and
+                    // then nothing can be stored in them.
+                    t.name() == name
+                        && t.error().is_none()
+                        && !t.partitions().is_empty()
+                        && t.partitions()
+                            .iter()
+                            .all(|p| p.leader() >= 0 && p.error().is_none())
+                })
             };
             let missing = |names: Vec<String>| names.into_iter().filter(|t| !present(t)).collect();
             KafkaStatus {

@@ -161,9 +161,11 @@ async fn the_same_key_sent_to_both_instances_at_once_is_published_once() {
     for (on_a, on_b) in &outcomes {
         assert!(
             (published(on_a) && met_it(on_b)) || (published(on_b) && met_it(on_a)),
-            "{} and {}",
+            "{} {} and {} {}",
             on_a.status,
-            on_b.status
+            String::from_utf8_lossy(&on_a.body),
+            on_b.status,
+            String::from_utf8_lossy(&on_b.body)
         );
     }
     assert_eq!(
