@@ -10,7 +10,7 @@
 //!
 //! | layer | modules | what it is |
 //! |---|---|---|
-//! | 0 | `domain`, `config`, `support` | typed events; the configuration; periodic work, backoff, locks |
+//! | 0 | `domain`, `contract`, `config`, `support` | typed events; their JSON Schemas, the records' contract; the configuration; periodic work, backoff, locks |
 //! | 1 | `telemetry` | logs, trace context, the metrics registry and every metric's name |
 //! | 2 | `kafka`, `shared` | Kafka: client settings, the publisher and its producer, topics, health, statistics; the state instances share, in Redis |
 //! | 3 | `live` | what the consumers processed: the kept events, the broadcast, the statistics |
@@ -20,6 +20,7 @@
 
 pub mod config;
 pub mod consumer;
+pub mod contract;
 pub mod domain;
 pub mod http;
 pub mod kafka;

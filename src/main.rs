@@ -1,6 +1,7 @@
 use std::time::Duration;
 
-use events_service::{Application, Config, telemetry};
+use anyhow::bail;
+use events_service::{Application, Config, http, telemetry};
 
 // Each event allocates and frees many small buffers on several threads at once; glibc's
 // allocator spent about a fifth of the service's CPU on it under load (perf, batch benchmark).
@@ -11,8 +12,24 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// the process before it exits anyway.
 const BLOCKING_WORK_GRACE: Duration = Duration::from_millis(500);
 
+/// `events-service` serves; `events-service asyncapi` prints the AsyncAPI document of the
+/// service the environment configures (its topics, partitions, replicas, group), and exits.
 fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
+    match std::env::args().nth(1).as_deref() {
+        None => serve(config),
+        Some("asyncapi") => {
+            let document = http::asyncapi::document(&config.kafka);
+            println!("{}", serde_json::to_string_pretty(&document)?);
+            Ok(())
+        }
+        Some(other) => {
+            bail!("unknown command {other:?}: run events-service, or events-service asyncapi")
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
     let telemetry = telemetry::init(&config)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {

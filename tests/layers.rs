@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 /// The layer of each top-level module, as `src/lib.rs` has them.
 const LAYERS: &[(&str, u8)] = &[
     ("domain", 0),
+    ("contract", 0),
     ("config", 0),
     ("support", 0),
     ("telemetry", 1),

@@ -5,10 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::admission::InflightBytes;
+use super::asyncapi;
 use super::auth::Authenticator;
 use super::idempotency::{Idempotency, MemoryStore, RedisStore, Store};
 use super::live::{Live, StreamSlots};
@@ -67,6 +69,8 @@ pub struct Shared {
     /// Everything the application records, rendered by `/metrics`.
     pub metrics: Metrics,
     pub http_metrics: Arc<HttpMetrics>,
+    /// The AsyncAPI document of this configuration, rendered once.
+    pub asyncapi: Bytes,
 }
 
 /// The limits the router enforces.
@@ -151,6 +155,7 @@ impl AppState {
             held: dependencies.held,
             http_metrics: Arc::new(HttpMetrics::new(&dependencies.metrics)),
             metrics: dependencies.metrics,
+            asyncapi: asyncapi::document(&config.kafka).to_string().into(),
         })))
     }
 

@@ -1,9 +1,13 @@
 //! Integration tests against a real Apache Kafka broker (see `helpers::brokers`).
 
+// The check of a record against the AsyncAPI document, shared with the in-process tests.
+#[path = "../common/contract.rs"]
+mod asyncapi_check;
 mod batch;
 mod clients;
 mod connections;
 mod consumers;
+mod contract;
 mod health;
 mod helpers;
 mod late_broker;
