@@ -19,7 +19,8 @@ fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         None => serve(config),
         Some("asyncapi") => {
-            let document = http::asyncapi::document(&config.kafka);
+            let wire_format = (config.schema_registry.as_ref()).is_some_and(|r| r.wire_format);
+            let document = http::asyncapi::document(&config.kafka, wire_format);
             println!("{}", serde_json::to_string_pretty(&document)?);
             Ok(())
         }

@@ -127,7 +127,7 @@ fn the_command_prints_the_document_the_route_serves() {
     assert!(output.status.success(), "{output:?}");
     let printed: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
     let config = Config::from_vars(vars).unwrap();
-    assert_eq!(printed, http::asyncapi::document(&config.kafka));
+    assert_eq!(printed, http::asyncapi::document(&config.kafka, false));
     assert_eq!(
         printed["channels"]["paymentDeadLetters"]["address"],
         "staging.payment-events.dlq"

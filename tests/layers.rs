@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("telemetry", 1),
     ("kafka", 2),
     ("shared", 2),
+    ("schema_registry", 2),
     ("live", 3),
     ("consumer", 4),
     ("http", 5),

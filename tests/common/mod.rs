@@ -196,6 +196,7 @@ pub fn app_deciding(
             held: HeldPartitions::default(),
             metrics: metrics.clone(),
             redis: None,
+            schema_registry: None,
             closing: CancellationToken::new(),
         },
     )

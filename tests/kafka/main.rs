@@ -17,6 +17,7 @@ mod poison;
 mod process;
 mod publish;
 mod scale_out;
+mod schema_registry;
 mod security;
 mod service;
 mod shared;

@@ -72,8 +72,7 @@ pub async fn serve(State(state): State<AppState>) -> impl IntoResponse {
 
 /// The document of a service with `kafka`'s topics and group; with `wire_format`, values carry
 /// the registered schema's id before their JSON.
-pub fn document(kafka: &KafkaConfig) -> Value {
-    let wire_format = false;
+pub fn document(kafka: &KafkaConfig, wire_format: bool) -> Value {
     let topics = Topics::new(&kafka.topic_prefix);
     let topic_binding = |topic: &str| {
         json!({"kafka": {
