@@ -126,12 +126,36 @@ fn the_command_prints_the_document_the_route_serves() {
         .expect("the binary runs");
     assert!(output.status.success(), "{output:?}");
     let printed: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
-    let config = Config::from_vars(vars).unwrap();
+    let config = Config::from_vars(vars.clone()).unwrap();
     assert_eq!(printed, http::asyncapi::document(&config.kafka, false));
     assert_eq!(
         printed["channels"]["paymentDeadLetters"]["address"],
         "staging.payment-events.dlq"
     );
+
+    // Written to a file, with the wire format this configuration chose.
+    let file = std::env::temp_dir().join(format!("asyncapi-{}.json", std::process::id()));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_events-service"))
+        .arg("asyncapi")
+        .arg(&file)
+        .env_clear()
+        .envs(vars.iter().cloned())
+        .envs([
+            ("SCHEMA_REGISTRY_URL", "http://127.0.0.1:1/apis/ccompat/v7"),
+            ("SCHEMA_REGISTRY_WIRE_FORMAT", "true"),
+        ])
+        .output()
+        .expect("the binary runs");
+    assert!(
+        output.status.success() && output.stdout.is_empty(),
+        "{output:?}"
+    );
+    let written: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(written, http::asyncapi::document(&config.kafka, true));
+    let binding = &written["components"]["messages"]["movieEvent"]["bindings"]["kafka"];
+    assert_eq!(binding["schemaIdLocation"], "payload");
+    assert_eq!(binding["schemaIdPayloadEncoding"], "confluent");
 }
 
 /// Request spans as the binary makes them, so that records carry the trace context; nothing is
