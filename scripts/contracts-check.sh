@@ -19,6 +19,7 @@ say() { echo "contracts: $*" >&2; }
 SECONDS=0
 
 # First, so that a machine that cannot install them fails before the build.
+scripts/bootstrap.sh --broker --registry
 scripts/venv.sh .venv-contracts scripts/requirements-contracts.txt
 command -v npm >/dev/null || { say "npm not found: install Node.js 18 or newer (Debian: nodejs npm)"; exit 1; }
 # shellcheck source-path=SCRIPTDIR source=cache.sh

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-scripts/bootstrap.sh --broker --redis
+scripts/bootstrap.sh --broker --redis --registry
 # Build first, so that the broker does not sit idle through a cold compile.
 cargo build --locked --all-targets
 
