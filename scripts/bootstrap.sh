@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: scripts/bootstrap.sh [--broker] [--redis] [--smoke] [--all] [--check]
+# Usage: scripts/bootstrap.sh [--broker] [--redis] [--registry] [--smoke] [--all] [--check]
 #
 # Makes sure the tools the command at hand needs are installed, installing Debian's packages
 # where they are missing (as root; otherwise it names them and fails). Safe to run again.
@@ -11,6 +11,8 @@
 #             when it is one, else the openjdk-NN-jre-headless that apt offers, 17 or 21), Maven
 #             (fetches the broker's jars) and openssl (the CA of kafka/start.sh --security)
 #   --redis   a local Redis (redis/): redis-server
+#   --registry  a local Apicurio Registry (registry/): Java 17 or newer and Maven, as for
+#             --broker, and curl (start.sh asks the registry's API whether it is up)
 #   --smoke   curl and kcat (scripts/smoke.sh; curl for bench/run.sh too)
 #   --all     all of them (CI)
 #   --check   only say what is missing; install nothing (exit 1 when something is)
@@ -19,13 +21,14 @@
 set -euo pipefail
 
 usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0" >&2; exit "${1:-2}"; }
-broker=false redis=false smoke=false check=false
+broker=false redis=false registry=false smoke=false check=false
 while (($#)); do
   case $1 in
     --broker) broker=true ;;
     --redis) redis=true ;;
+    --registry) registry=true ;;
     --smoke) smoke=true ;;
-    --all) broker=true redis=true smoke=true ;;
+    --all) broker=true redis=true registry=true smoke=true ;;
     --check) check=true ;;
     -h | --help) usage 0 ;;
     *) echo "bootstrap: unknown argument: $1" >&2; usage ;;
@@ -61,12 +64,14 @@ java_package() {
   return 1
 }
 java_wanted=false java_found=0
-if $broker; then
+if $broker || $registry; then
   java_found=$(java_major)
-  ((java_found >= 17)) || java_wanted=true   # Kafka 4.x needs 17; 2.7 runs on it too
+  # Kafka 4.x needs 17; 2.7 runs on it too; so does Apicurio Registry 3.
+  ((java_found >= 17)) || java_wanted=true
   need mvn maven
-  need openssl openssl
 fi
+if $broker; then need openssl openssl; fi
+if $registry; then need curl curl; fi
 if $redis; then need redis-server redis-server; fi
 if $smoke; then
   need curl curl

@@ -10,9 +10,9 @@
 //!
 //! | layer | modules | what it is |
 //! |---|---|---|
-//! | 0 | `domain`, `config`, `support` | typed events; the configuration; periodic work, backoff, locks |
+//! | 0 | `domain`, `contract`, `config`, `support` | typed events; their JSON Schemas, the records' contract; the configuration; periodic work, backoff, locks |
 //! | 1 | `telemetry` | logs, trace context, the metrics registry and every metric's name |
-//! | 2 | `kafka`, `shared` | Kafka: client settings, the publisher and its producer, topics, health, statistics; the state instances share, in Redis |
+//! | 2 | `kafka`, `shared`, `schema_registry` | Kafka: client settings, the publisher and its producer, topics, health, statistics, the wire format; the state instances share, in Redis; the value schemas registered and their ids |
 //! | 3 | `live` | what the consumers processed: the kept events, the broadcast, the statistics |
 //! | 4 | `consumer` | the built-in consumers, dead letters, held partitions |
 //! | 5 | `http` | the server, the router and its layers, the handlers |
@@ -20,10 +20,12 @@
 
 pub mod config;
 pub mod consumer;
+pub mod contract;
 pub mod domain;
 pub mod http;
 pub mod kafka;
 pub mod live;
+pub mod schema_registry;
 pub mod shared;
 pub mod startup;
 pub mod support;

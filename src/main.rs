@@ -1,6 +1,7 @@
 use std::time::Duration;
 
-use events_service::{Application, Config, telemetry};
+use anyhow::{Context, bail};
+use events_service::{Application, Config, http, telemetry};
 
 // Each event allocates and frees many small buffers on several threads at once; glibc's
 // allocator spent about a fifth of the service's CPU on it under load (perf, batch benchmark).
@@ -11,8 +12,31 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// the process before it exits anyway.
 const BLOCKING_WORK_GRACE: Duration = Duration::from_millis(500);
 
+/// `events-service` serves; `events-service asyncapi [FILE]` writes the AsyncAPI document of the
+/// service the environment configures (its topics, partitions, replicas, group, wire format) to
+/// FILE, or prints it, and exits.
 fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
+    let mut args = std::env::args().skip(1);
+    match (args.next().as_deref(), args.next(), args.next()) {
+        (None, ..) => serve(config),
+        (Some("asyncapi"), file, None) => {
+            let wire_format = (config.schema_registry.as_ref()).is_some_and(|r| r.wire_format);
+            let document = http::asyncapi::document(&config.kafka, wire_format);
+            let text = serde_json::to_string_pretty(&document)? + "\n";
+            match file {
+                Some(file) => {
+                    std::fs::write(&file, text).with_context(|| format!("writing {file}"))
+                }
+                None => std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())
+                    .context("writing to stdout"),
+            }
+        }
+        _ => bail!("usage: events-service, or events-service asyncapi [FILE]"),
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
     let telemetry = telemetry::init(&config)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {

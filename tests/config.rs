@@ -64,6 +64,22 @@ const ELSEWHERE: &[(&str, &str)] = &[
     ("REDIS_URL", "tests/kafka/shared.rs"),
     ("REDIS_KEY_PREFIX", "tests/kafka/shared.rs"),
     ("REDIS_TIMEOUT_MS", "tests/kafka/shared.rs"),
+    (
+        "SCHEMA_REGISTRY_URL",
+        "tests/kafka/schema_registry.rs (a real Apicurio Registry)",
+    ),
+    (
+        "SCHEMA_REGISTRY_WIRE_FORMAT",
+        "tests/kafka/schema_registry.rs",
+    ),
+    (
+        "SCHEMA_REGISTRY_TIMEOUT_MS",
+        "tests/kafka/schema_registry.rs",
+    ),
+    (
+        "SCHEMA_REGISTRY_STARTUP_TIMEOUT_MS",
+        "tests/kafka/schema_registry.rs",
+    ),
 ];
 
 fn post(path: &str, body: &Value) -> Request<Body> {

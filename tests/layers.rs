@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 /// The layer of each top-level module, as `src/lib.rs` has them.
 const LAYERS: &[(&str, u8)] = &[
     ("domain", 0),
+    ("contract", 0),
     ("config", 0),
     ("support", 0),
     ("telemetry", 1),
     ("kafka", 2),
     ("shared", 2),
+    ("schema_registry", 2),
     ("live", 3),
     ("consumer", 4),
     ("http", 5),

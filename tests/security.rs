@@ -248,12 +248,13 @@ async fn an_hs256_token_signed_with_the_rsa_public_key_is_refused() {
 }
 
 #[tokio::test]
-async fn health_liveness_and_the_document_are_open_by_default_and_nothing_else_is() {
+async fn health_liveness_and_the_documents_are_open_by_default_and_nothing_else_is() {
     let app = secured(&[("AUTH_API_KEYS", KEY)]);
     let open = [
         ("/api/events/health", StatusCode::SERVICE_UNAVAILABLE),
         ("/api/events/health/live", StatusCode::OK),
         ("/api/events/openapi.json", StatusCode::OK),
+        ("/api/events/asyncapi.json", StatusCode::OK),
     ];
     for (path, expected) in open {
         let (status, _, _) = app.send(get(path, Credentials::None)).await;
@@ -275,12 +276,13 @@ async fn health_liveness_and_the_document_are_open_by_default_and_nothing_else_i
 }
 
 #[tokio::test]
-async fn an_empty_open_routes_variable_closes_health_and_the_document_too() {
+async fn an_empty_open_routes_variable_closes_health_and_the_documents_too() {
     let app = secured(&[("AUTH_API_KEYS", KEY), ("AUTH_OPEN_ROUTES", "")]);
     for path in [
         "/api/events/health",
         "/api/events/health/live",
         "/api/events/openapi.json",
+        "/api/events/asyncapi.json",
     ] {
         let answer = app.send(get(path, Credentials::None)).await;
         assert_unauthorized(

@@ -1,4 +1,4 @@
-# shellcheck shell=bash disable=SC2034 # SERVICE_*, BROKERS: set for the caller
+# shellcheck shell=bash disable=SC2034 # SERVICE_*, BROKERS, REGISTRY_URL: set for the caller
 # The harness for shell scripts, sourced: `. scripts/harness/harness.sh`. The work is done by the
 # Python beside it (service.py, run as `python3 scripts/harness`), the same code the Python
 # scripts and suites import, so that every script builds, starts, waits for and stops the
@@ -10,6 +10,9 @@
 #   broker_start DIR [kafka/start.sh options]
 #                         sets BROKERS; the broker is stopped by broker_stop DIR or
 #                         harness_cleanup (kafka/stop.sh --dir DIR)
+#   registry_start DIR    sets REGISTRY_URL to an Apicurio Registry's Confluent-compatible API
+#                         (http://127.0.0.1:PORT/apis/ccompat/v7), in memory; it is stopped by
+#                         harness_cleanup (registry/stop.sh --dir DIR)
 #   service_start [--live | --no-wait] [--within S] [--stop-within S] [--log FILE]
 #                 [--binary PATH] [--no-inherit] [VAR=VALUE ...] [-- COMMAND ...]
 #                         starts SERVICE_BINARY (or PATH, or COMMAND, which runs it: say
@@ -24,8 +27,8 @@
 #   service_alive         whether the service still runs
 #   service_stop          SIGTERM; returns 0 when it exited 0 within the --stop-within deadline
 #                         (default 30 s), else non-zero, having said why on stderr
-#   harness_cleanup       stops the service and the brokers broker_start started: call it from
-#                         the script's EXIT trap
+#   harness_cleanup       stops the service, the brokers broker_start started and the
+#                         registries registry_start started: call it from the script's EXIT trap
 # One service at a time. Should the script die without its trap (kill -9), the service is stopped
 # all the same: the Python that runs it is told when its parent dies.
 
@@ -34,7 +37,7 @@ HARNESS_ROOT=$(cd "$HARNESS/../.." && pwd)
 # Set by the functions below; a value the caller gave one before sourcing this stays until then.
 SERVICE_BINARY=${SERVICE_BINARY:-} SERVICE_URL=${SERVICE_URL:-} SERVICE_PORT=${SERVICE_PORT:-}
 SERVICE_PID='' SERVICE_LOG=${SERVICE_LOG:-}
-harness_supervisor='' harness_brokers=()
+harness_supervisor='' harness_brokers=() harness_registries=()
 
 harness_build() {
   SERVICE_BINARY=$(python3 "$HARNESS" build)
@@ -52,6 +55,13 @@ broker_stop() {
   "$HARNESS_ROOT/kafka/stop.sh" --dir "$dir" >&2 || true
   for d in "${harness_brokers[@]}"; do [[ $d == "$dir" ]] || kept+=("$d"); done
   harness_brokers=("${kept[@]}")
+}
+
+registry_start() {
+  local dir=$1 url
+  harness_registries+=("$dir")
+  url=$("$HARNESS_ROOT/registry/start.sh" --dir "$dir") || return 1
+  REGISTRY_URL=$url/apis/ccompat/v7
 }
 
 service_start() {
@@ -109,5 +119,8 @@ harness_cleanup() {
   for dir in "${harness_brokers[@]}"; do
     "$HARNESS_ROOT/kafka/stop.sh" --dir "$dir" >&2 || true
   done
-  harness_brokers=()
+  for dir in "${harness_registries[@]}"; do
+    "$HARNESS_ROOT/registry/stop.sh" --dir "$dir" >&2 || true
+  done
+  harness_brokers=() harness_registries=()
 }

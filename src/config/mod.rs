@@ -9,6 +9,7 @@
 mod env;
 mod kafka;
 mod redis;
+mod registry;
 mod security;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -25,6 +26,8 @@ pub use kafka::{
 use kafka::{cloudevents_source, rdkafka_options, statistics_interval};
 pub use redis::RedisConfig;
 use redis::redis_config;
+pub use registry::SchemaRegistryConfig;
+use registry::schema_registry_config;
 pub use security::{
     AuthConfig, DEFAULT_OPEN_ROUTES, MIN_API_KEY_LEN, MIN_HS256_SECRET_LEN, RateLimitConfig, Secret,
 };
@@ -40,6 +43,9 @@ pub struct Config {
     pub rate_limit: Option<RateLimitConfig>,
     /// Where instances share their state; `None` (no `REDIS_URL`) keeps it in memory.
     pub redis: Option<RedisConfig>,
+    /// Where the event topics' value schemas are registered; `None` (no `SCHEMA_REGISTRY_URL`)
+    /// registers none.
+    pub schema_registry: Option<SchemaRegistryConfig>,
     /// `LOG_LEVEL`: a tracing filter such as `info` or `events_service=debug,rdkafka=warn`.
     pub log_level: String,
     /// `LOG_FORMAT`: `text`, the seed's lines (default), or `json`, one object per line.
@@ -227,6 +233,7 @@ impl Config {
             auth: auth_config(&env)?,
             rate_limit: rate_limit_config(&env)?,
             redis: redis_config(&env)?,
+            schema_registry: schema_registry_config(&env)?,
             log_level: env.get("LOG_LEVEL", "info".to_owned())?,
             log_format: env.get("LOG_FORMAT", LogFormat::Text)?,
             tracing: TracingConfig {

@@ -50,6 +50,7 @@ pub const DEFAULT_OPEN_ROUTES: &[&str] = &[
     "/api/events/health",
     "/api/events/health/live",
     "/api/events/openapi.json",
+    "/api/events/asyncapi.json",
     "/metrics",
 ];
 

@@ -12,8 +12,9 @@ use crate::kafka::topics::Topics;
 use crate::kafka::{Delivery, OutgoingRecord, PublishError, Publisher, Rejection, headers};
 use crate::telemetry::untrusted;
 
-/// The header names of a dead-lettered record (README, Kafka).
-mod letter_headers {
+/// The header names of a dead-lettered record (README, Kafka), besides the headers of the record
+/// it stands for. The AsyncAPI document describes each of [`letter_headers::ALL`].
+pub mod letter_headers {
     pub const ERROR: &str = "dlq-error";
     pub const SOURCE_TOPIC: &str = "dlq-source-topic";
     pub const SOURCE_PARTITION: &str = "dlq-source-partition";
@@ -22,6 +23,15 @@ mod letter_headers {
     pub const TRUNCATED: &str = "dlq-truncated";
     /// Only on a letter cut short: the record's value and key sizes, in bytes.
     pub const ORIGINAL_SIZE: &str = "dlq-original-size";
+    /// Every one of them; a test below keeps it complete.
+    pub const ALL: &[&str] = &[
+        ERROR,
+        SOURCE_TOPIC,
+        SOURCE_PARTITION,
+        SOURCE_OFFSET,
+        TRUNCATED,
+        ORIGINAL_SIZE,
+    ];
 }
 
 /// What a letter cut short keeps of the record's value and key, and of its headers in all.
@@ -221,5 +231,9 @@ mod tests {
             header(letter_headers::TRUNCATED)
                 .starts_with("cut to 65536 of 1000000 value bytes: Broker: Message size too large")
         );
+        // Every header either letter carries is one the contract lists.
+        for (name, _) in letter.record.headers.iter().chain(&short.record.headers) {
+            assert!(letter_headers::ALL.contains(name), "{name} is not listed");
+        }
     }
 }

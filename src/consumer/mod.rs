@@ -24,7 +24,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
-pub use dead_letter::DeadLetters;
+pub use dead_letter::{DeadLetters, letter_headers};
 pub use hold::{HeldPartition, HeldPartitions};
 pub use processor::{ProcessError, Processor};
 

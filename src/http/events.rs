@@ -383,9 +383,13 @@ fn prepare(
         ApiError::Internal
     })?;
     let topic = state.topics.topic(event.event_type).clone();
+    let value = match &state.schema_registry {
+        Some(registry) => registry.record_value(event.event_type, raw.get().as_bytes()),
+        None => raw.get().as_bytes().to_vec(),
+    };
     let mut record = OutgoingRecord::for_event(
         &event,
-        raw.get().as_bytes().to_vec(),
+        value,
         topic.clone(),
         state.cloudevents_source.clone(),
     );

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use crate::consumer::HeldPartition;
 use crate::kafka::KafkaStatus;
+use crate::schema_registry::SchemaRegistryStatus;
 use crate::shared::RedisStatus;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -24,6 +25,11 @@ pub struct Health {
     /// answered 503 and rate limits are kept per instance, and every other request is served.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisStatus>,
+    /// The value schemas in the schema registry, when `SCHEMA_REGISTRY_URL` is set: whether the
+    /// registry was reached (at start-up, then every 30 s) and each subject's id. Readiness does
+    /// not depend on it: start-up registered every schema, so every record has its id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<SchemaRegistryStatus>,
 }
 
 /// What the built-in consumers report.
@@ -72,6 +78,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
             kafka,
             consumers,
             redis: state.redis.as_ref().map(|status| status.borrow().clone()),
+            schema_registry: (state.schema_registry.as_ref()).map(|r| r.status().borrow().clone()),
         }),
     )
 }

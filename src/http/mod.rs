@@ -2,6 +2,7 @@
 //! optional authentication and rate limiting in front of them.
 
 mod admission;
+pub mod asyncapi;
 pub mod auth;
 mod client;
 mod dashboard;
@@ -114,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .route(routes::DASHBOARD_SCRIPT, get(dashboard::script))
         .route(routes::DASHBOARD_STYLE, get(dashboard::style))
         .route(routes::DASHBOARD_ICON, get(dashboard::icon))
+        .route(routes::ASYNCAPI, get(asyncapi::serve))
         .route(
             routes::OPENAPI,
             get(move || async move {

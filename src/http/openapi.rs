@@ -1,10 +1,13 @@
 //! The OpenAPI document, generated from the handlers and the domain types that validate, plus
-//! what the derives cannot write: the movie event's conditional rule and the batch size limits.
+//! what the derives cannot write: the event schemas come from the records' contract
+//! ([`crate::contract`], the movie event's conditional rule with them), and the batch size
+//! limits from the configuration.
 
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use super::{BatchResponse, ErrorBody, PublishResponse, events, health, live, metrics};
+use super::{BatchResponse, ErrorBody, PublishResponse, asyncapi, events, health, live, metrics};
+use crate::contract;
 use crate::domain::{
     Event, EventPayload, EventType, FieldError, ItemErrors, MovieEvent, PaymentEvent, UserEvent,
 };
@@ -25,6 +28,7 @@ use crate::domain::{
         health::health,
         health::live,
         metrics::scrape,
+        asyncapi::serve,
     ),
     components(schemas(
         ErrorBody,
@@ -49,6 +53,7 @@ use crate::domain::{
         (name = "live", description = "Watch processed events"),
         (name = "health", description = "Liveness and readiness"),
         (name = "metrics", description = "Prometheus metrics"),
+        (name = "documents", description = "What the service's records are"),
     )
 )]
 pub struct ApiDoc;
@@ -61,10 +66,13 @@ pub fn document(batch_max_events: usize) -> String {
             return json!({"error": format!("could not render the document: {error}")}).to_string();
         }
     };
-    let (condition, consequence) = MovieEvent::conditional_schema();
-    if let Some(Value::Object(movie)) = doc.pointer_mut("/components/schemas/MovieEvent") {
-        movie.insert("if".to_owned(), condition);
-        movie.insert("then".to_owned(), consequence);
+    // The event schemas as the AsyncAPI document and the schema registry have them.
+    if let Some(Value::Object(schemas)) = doc.pointer_mut("/components/schemas") {
+        for (name, schema) in contract::components() {
+            if let Some(known) = schemas.get_mut(&name) {
+                *known = schema;
+            }
+        }
     }
     let batch = "/paths/~1api~1events~1batch/post/requestBody/content/application~1json/schema";
     if let Some(Value::Object(items)) = doc.pointer_mut(batch) {

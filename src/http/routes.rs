@@ -10,6 +10,7 @@ pub const STATS: &str = "/api/events/stats";
 pub const HEALTH: &str = "/api/events/health";
 pub const LIVENESS: &str = "/api/events/health/live";
 pub const OPENAPI: &str = "/api/events/openapi.json";
+pub const ASYNCAPI: &str = "/api/events/asyncapi.json";
 pub const METRICS: &str = "/metrics";
 pub const DASHBOARD: &str = "/";
 pub const DASHBOARD_SCRIPT: &str = "/dashboard/app.js";
@@ -27,6 +28,7 @@ pub const ALL: &[&str] = &[
     HEALTH,
     LIVENESS,
     OPENAPI,
+    ASYNCAPI,
     METRICS,
     DASHBOARD,
     DASHBOARD_SCRIPT,

@@ -5,10 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::admission::InflightBytes;
+use super::asyncapi;
 use super::auth::Authenticator;
 use super::idempotency::{Idempotency, MemoryStore, RedisStore, Store};
 use super::live::{Live, StreamSlots};
@@ -19,6 +21,7 @@ use crate::consumer::HeldPartitions;
 use crate::kafka::topics::Topics;
 use crate::kafka::{KafkaStatus, Publisher};
 use crate::live::LiveView;
+use crate::schema_registry::SchemaRegistry;
 use crate::shared::{Redis, RedisStatus};
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::IDEMPOTENCY_UNAVAILABLE;
@@ -67,6 +70,11 @@ pub struct Shared {
     /// Everything the application records, rendered by `/metrics`.
     pub metrics: Metrics,
     pub http_metrics: Arc<HttpMetrics>,
+    /// The AsyncAPI document of this configuration, rendered once.
+    pub asyncapi: Bytes,
+    /// Where the value schemas are registered, when `SCHEMA_REGISTRY_URL` is set: with the wire
+    /// format, every record's value carries its schema's id.
+    pub schema_registry: Option<SchemaRegistry>,
 }
 
 /// The limits the router enforces.
@@ -90,6 +98,8 @@ pub struct Dependencies {
     pub metrics: Metrics,
     /// Where instances share their state, when `REDIS_URL` is set.
     pub redis: Option<Redis>,
+    /// Where the value schemas are registered, when `SCHEMA_REGISTRY_URL` is set.
+    pub schema_registry: Option<SchemaRegistry>,
     /// Cancelled at shutdown: open streams end.
     pub closing: CancellationToken,
 }
@@ -105,6 +115,7 @@ impl AppState {
             .rate_limit
             .map(|c| Arc::new(RateLimit::new(c, redis.clone(), metrics)));
         let http = &config.http;
+        let wire_format = (config.schema_registry.as_ref()).is_some_and(|r| r.wire_format);
         let store: Arc<dyn Store> = match &redis {
             Some(redis) => Arc::new(RedisStore::new(
                 redis.clone(),
@@ -151,6 +162,10 @@ impl AppState {
             held: dependencies.held,
             http_metrics: Arc::new(HttpMetrics::new(&dependencies.metrics)),
             metrics: dependencies.metrics,
+            asyncapi: asyncapi::document(&config.kafka, wire_format)
+                .to_string()
+                .into(),
+            schema_registry: dependencies.schema_registry,
         })))
     }
 
@@ -177,6 +192,17 @@ impl AppState {
         if let Some(rate_limit) = &self.rate_limit {
             lines.push(format!("Rate limiting on: {}", rate_limit.describe()));
         }
+        lines.push(match &self.schema_registry {
+            Some(registry) if registry.wire_format() => format!(
+                "Value schemas registered in the schema registry at {}; record values carry their ids (the wire format)",
+                registry.url()
+            ),
+            Some(registry) => format!(
+                "Value schemas registered in the schema registry at {}; record values are plain JSON",
+                registry.url()
+            ),
+            None => "No schema registry (no SCHEMA_REGISTRY_URL)".to_owned(),
+        });
         lines.push(match &config.redis {
             Some(redis) => format!(
                 "Idempotency keys and rate limits are shared through Redis (keys under {:?})",

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use super::client;
 use super::headers::CE_ID;
 use super::publisher::Delivery;
+use super::wire;
 use crate::config::KafkaConfig;
 use crate::support::lock;
 
@@ -34,7 +35,8 @@ const POLL: Duration = Duration::from_millis(100);
 /// Searches at once, and so consumers kept at most.
 pub const MAX_SEARCHES: usize = 8;
 
-/// A record found: where it is, and its value (the event as it was answered).
+/// A record found: where it is, and its event as it was answered (the value's JSON, without the
+/// wire format's prefix when it has one).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Found {
     pub delivery: Delivery,
@@ -217,7 +219,7 @@ impl Lookup {
                     partition,
                     offset: record.offset(),
                 };
-                let value = record.payload().unwrap_or_default().to_vec();
+                let value = wire::data(record.payload().unwrap_or_default()).to_vec();
                 found.insert(id, Found { delivery, value });
             }
             let time = record.timestamp().to_millis().unwrap_or(i64::MAX);

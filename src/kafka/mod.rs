@@ -13,6 +13,7 @@ mod record;
 pub mod stats;
 pub mod topics;
 pub mod trace;
+pub mod wire;
 
 pub use health::KafkaStatus;
 pub use lookup::{Found, Lookup};

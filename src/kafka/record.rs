@@ -15,7 +15,8 @@ pub struct OutgoingRecord {
     pub topic: Arc<str>,
     /// The entity id, so that one entity's events share a partition and keep their order.
     pub key: Option<Vec<u8>>,
-    /// The event JSON, byte for byte as returned to the client.
+    /// The event JSON, byte for byte as returned to the client; in the wire format
+    /// (`SCHEMA_REGISTRY_WIRE_FORMAT`), after the 5 bytes of the schema's id.
     pub value: Vec<u8>,
     /// The service's own headers. Fixed values are borrowed or shared, not copied per record.
     pub headers: Vec<(&'static str, HeaderText)>,

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::{LiveView, ProcessedEvent, read};
 use crate::config::KafkaConfig;
 use crate::kafka::client;
+use crate::support::Backoff;
 
 /// How long a call to the broker (metadata, watermarks) may take.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,6 +32,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const HISTORY_DEADLINE: Duration = Duration::from_secs(10);
 /// How often the reader looks for partitions added to the topics.
 const NEW_PARTITIONS_EVERY: Duration = Duration::from_secs(30);
+/// The first wait after a start that failed, and the longest.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(5);
 
 /// Reads every partition of the event topics into a [`LiveView`].
 pub struct LiveReader {
@@ -60,22 +64,44 @@ impl LiveReader {
     }
 
     /// Reads into `live` until `stop`, on a thread of its own (like the consumers). Call once
-    /// the topics exist.
+    /// the topics exist. Topics just created may not show their partitions, or their leaders,
+    /// to this client yet: the start is tried again with backoff until it can assign them all.
     pub async fn run(self, live: Arc<LiveView>, stop: CancellationToken) {
-        let reading = tokio::task::spawn_blocking(move || self.read(&live, &stop));
+        let mut backoff = Backoff::new(FIRST_RETRY, MAX_RETRY);
+        let mut reader = self;
+        let history = loop {
+            let started = tokio::task::spawn_blocking(move || {
+                let history = reader.start();
+                (reader, history)
+            });
+            let history = match started.await {
+                Ok((back, history)) => {
+                    reader = back;
+                    history
+                }
+                Err(error) => {
+                    tracing::error!("[LIVE] The live view's reader failed: {error}");
+                    return;
+                }
+            };
+            match history {
+                Ok(history) => break history,
+                Err(error) => tracing::warn!(
+                    "[LIVE] The live view cannot read the topics yet: {error:#}; trying again in {} ms",
+                    backoff.next_pause().as_millis()
+                ),
+            }
+            if !backoff.wait(&stop).await {
+                return;
+            }
+        };
+        let reading = tokio::task::spawn_blocking(move || reader.read(history, &live, &stop));
         if let Err(error) = reading.await {
             tracing::error!("[LIVE] The live view's reader failed: {error}");
         }
     }
 
-    fn read(self, live: &LiveView, stop: &CancellationToken) {
-        let mut history = match self.start() {
-            Ok(history) => history,
-            Err(error) => {
-                tracing::error!("[LIVE] The live view cannot read the topics: {error:#}");
-                return;
-            }
-        };
+    fn read(self, mut history: History, live: &LiveView, stop: &CancellationToken) {
         let mut looked_for_partitions = Instant::now();
         while !stop.is_cancelled() {
             if looked_for_partitions.elapsed() >= NEW_PARTITIONS_EVERY {
@@ -136,7 +162,15 @@ impl LiveReader {
                 .consumer
                 .fetch_metadata(Some(topic), BROKER_TIMEOUT)
                 .with_context(|| format!("could not read the metadata of {topic}"))?;
-            for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            let partitions = match metadata.topics().iter().find(|t| t.name() == topic) {
+                Some(t) if t.error().is_none() && !t.partitions().is_empty() => t.partitions(),
+                // Looking for new partitions: the next look has this topic's.
+                _ if !first => continue,
+                // Created a moment ago: the start is tried again.
+                Some(t) => anyhow::bail!("{topic} has no partitions to read yet ({:?})", t.error()),
+                None => anyhow::bail!("{topic} is not in the metadata yet"),
+            };
+            for partition in partitions {
                 let at = (topic.clone(), partition.id());
                 if history.read.contains(&at) {
                     continue;

@@ -1,6 +1,6 @@
 //! Reading a record as an event of the service's: its envelope (README, "Kafka") into a
-//! [`ProcessedEvent`], bounded in size whoever wrote it. The built-in consumers read each record
-//! so to process it, the live view's reader so to show it.
+//! [`ProcessedEvent`], bounded in size whoever wrote it, in the wire format or not. The built-in
+//! consumers read each record so to process it, the live view's reader so to show it.
 
 use std::borrow::Cow;
 
@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::event::{MAX_KEY_BYTES, ProcessedEvent, bounded_payload, prefix};
 use crate::domain::{EventAction, EventType, Timestamp};
+use crate::kafka::wire;
 
 /// The envelope. Its type and the payload's action are read as strings first, so that ones
 /// this version does not know are counted as `other` rather than refused: a newer producer may
@@ -48,7 +49,8 @@ pub enum NotAnEvent {
 /// does not know is `other` in the event).
 pub fn read(record: &impl Message) -> Result<(ProcessedEvent, String), NotAnEvent> {
     let value = record.payload().ok_or(NotAnEvent::Empty)?;
-    let envelope: Envelope = serde_json::from_slice(value)?;
+    // A value in the wire format (SCHEMA_REGISTRY_WIRE_FORMAT) is its JSON after the schema id.
+    let envelope: Envelope = serde_json::from_slice(wire::data(value))?;
     let event_type = EventType::from_name(&envelope.event_type);
     // A payload that is not an object still is an event: it just has no action.
     let facts: Facts = serde_json::from_str(envelope.payload.get()).unwrap_or_default();
@@ -113,6 +115,17 @@ mod tests {
             (event.topic.as_str(), event.partition, event.offset),
             ("movie-events", 0, 42)
         );
+    }
+
+    #[test]
+    fn a_record_in_the_wire_format_is_read_after_its_schema_id() {
+        let value = br#"{"id":"3c0f6a4e-8d1b-4c55-9a7e-2b9f0d4e1a77","type":"movie","timestamp":"2025-01-01T10:00:00Z","payload":{"action":"viewed"}}"#;
+        let (event, type_name) = read(&record(&wire::frame(7, value))).unwrap();
+        assert_eq!(
+            (type_name.as_str(), event.action_name()),
+            ("movie", "viewed")
+        );
+        assert_eq!(event.payload.get(), r#"{"action":"viewed"}"#);
     }
 
     #[test]

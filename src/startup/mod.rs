@@ -20,6 +20,7 @@ use crate::http::{self, AppState, Deadlines, Dependencies, ServerLimits};
 use crate::kafka::topics::Topics;
 use crate::kafka::{KafkaSink, KafkaStatus, ProduceMetrics, Publisher, health};
 use crate::live::{LiveEvent, LiveReader, LiveView};
+use crate::schema_registry::SchemaRegistry;
 use crate::shared::Redis;
 use crate::support::every;
 use crate::telemetry::Metrics;
@@ -55,8 +56,10 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds the listener and starts the Kafka side in the background. Succeeds while Kafka is
-    /// down: the service keeps trying and reports itself unhealthy until Kafka answers.
+    /// Registers the value schemas (with `SCHEMA_REGISTRY_URL`), binds the listener and starts
+    /// the Kafka side in the background. Succeeds while Kafka is down: the service keeps trying
+    /// and reports itself unhealthy until Kafka answers. Fails when the schema registry refuses a
+    /// schema, or does not answer within `SCHEMA_REGISTRY_STARTUP_TIMEOUT_MS`.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let metrics = Metrics::new();
         let topics = Arc::new(Topics::new(&config.kafka.topic_prefix));
@@ -74,6 +77,11 @@ impl Application {
             .as_ref()
             .map(|redis| Redis::new(redis, &metrics))
             .transpose()?;
+        // Before the service serves: with the wire format, every record carries its schema's id.
+        let schema_registry = match &config.schema_registry {
+            Some(registry) => Some(SchemaRegistry::start(registry, &topics).await?),
+            None => None,
+        };
         // Before anything runs, so that a bad key file stops start-up at once.
         let state = AppState::new(
             &config,
@@ -84,6 +92,7 @@ impl Application {
                 held: held.clone(),
                 metrics: metrics.clone(),
                 redis: redis.clone(),
+                schema_registry: schema_registry.clone(),
                 closing: stop.clone(),
             },
         )?;
@@ -129,6 +138,9 @@ impl Application {
         if let Some(redis) = redis {
             let interval = config.kafka.health_interval;
             background.push(tokio::spawn(redis.keep_connected(interval, stop.clone())));
+        }
+        if let Some(registry) = schema_registry {
+            background.push(tokio::spawn(registry.keep_registered(stop.clone())));
         }
         background.extend(upkeep(&state, &stop));
         Ok(Self {

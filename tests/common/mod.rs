@@ -5,6 +5,7 @@
 // Each test binary uses its own part of these helpers.
 #![allow(dead_code)]
 
+pub mod contract;
 pub mod credentials;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -195,6 +196,7 @@ pub fn app_deciding(
             held: HeldPartitions::default(),
             metrics: metrics.clone(),
             redis: None,
+            schema_registry: None,
             closing: CancellationToken::new(),
         },
     )
