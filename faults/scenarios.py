@@ -114,12 +114,14 @@ def health_was(traffic: Traffic, status: int, since: float) -> bool:
 
 
 def finish(outcome: Outcome, answers: list[Answer], crashes: list[str], kafka: Broker,
-           topic: str, tag: str, faults: list[tuple[float, float]] = ()) -> Tally:
+           topic: str, tag: str, faults: list[tuple[float, float]] = (),
+           failover_copies: bool = False) -> Tally:
     """Reads `topic` back, holds `answers` against it and adds a check for every column."""
     outcome.check("every load worker ran to its end", not crashes,
                   "; ".join(crashes[:3]) + (f" (and {len(crashes) - 3} more)"
                                             if len(crashes) > 3 else ""))
-    t = tally(answers, read_topic(kafka.bootstrap, topic, tag), topic, faults)
+    t = tally(answers, read_topic(kafka.bootstrap, topic, tag), topic, faults,
+              failover_copies=failover_copies)
     outcome.tally = t
     for what, ok, detail in t.checks():
         outcome.check(what, ok, detail)
@@ -299,7 +301,8 @@ def leader_kills(lab: Lab) -> Outcome:
                          f"{time.monotonic() - killed:.0f} s")
         traffic.stop()
         exits_zero(outcome, service)
-        finish(outcome, traffic.answers, traffic.crashes, cluster, topic, lab.tag(name), faults)
+        finish(outcome, traffic.answers, traffic.crashes, cluster, topic, lab.tag(name), faults,
+               failover_copies=True)
         outcome.notes.append("; ".join(kills))
     finally:
         cluster.stop()

@@ -168,6 +168,26 @@ def test_unexpected_4xx_is_counted():
                   unexpected=2)
 
 
+def test_failover_copies_pass_only_inside_a_fault_window():
+    # Leader kills: a copy of a request in flight at a failover is counted and allowed; one of a
+    # request sent while nothing was broken still fails the check.
+    def stored_twice(window):
+        kafka = FakeKafka()
+        a, = requests(1)  # in flight from 0.0 to 0.5 s
+        created(a, *kafka.store(a))
+        kafka.store(a)
+        t = tally([a], kafka.records(), TOPIC, [window], failover_copies=True)
+        return t, dict((what, ok) for what, ok, _ in t.checks())
+    t, checks = stored_twice((0.2, 3.0))
+    expect("failover copy", t, duplicated=1, failover_copies=1)
+    if not checks["no duplicates outside the failovers"]:
+        raise LedgerTestFailure(f"a copy at a failover failed the check: {checks}")
+    t, checks = stored_twice((5.0, 6.0))
+    expect("copy outside failovers", t, duplicated=1)
+    if checks["no duplicates"]:
+        raise LedgerTestFailure(f"a copy outside the failovers passed: {checks}")
+
+
 def test_failure_outside_a_fault_window_is_counted():
     kafka, answers = correct()
     refused, failed = requests(8)[6:]  # sent at 6 s and 7 s
