@@ -18,6 +18,11 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from confluent_kafka import Consumer, TopicPartition
 
+# The checks below are asserts: under python -O (PYTHONOPTIMIZE) they would vanish, and with
+# them every check, so the script refuses to run so.
+if not __debug__:
+    raise SystemExit(f"{__file__}: its checks are asserts; run it without -O or PYTHONOPTIMIZE")
+
 DEADLINE_SECONDS = 30
 ATTRIBUTES = ["ce_id", "ce_source", "ce_specversion", "ce_time", "ce_type"]
 MICROSECOND = timedelta(microseconds=1)

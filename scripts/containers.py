@@ -19,6 +19,11 @@ import yaml
 import harness
 from harness import Failure, Service, free_port
 
+# The checks below are asserts: under python -O (PYTHONOPTIMIZE) they would vanish, and with
+# them every check, so the script refuses to run so.
+if not __debug__:
+    raise SystemExit(f"{__file__}: its checks are asserts; run it without -O or PYTHONOPTIMIZE")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HADOLINT = os.path.join(os.path.dirname(sys.executable), "hadolint")
 

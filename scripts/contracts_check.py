@@ -27,6 +27,11 @@ from confluent_kafka.schema_registry.json_schema import JSONDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from jsonschema import Draft7Validator
 
+# The checks below are asserts: under python -O (PYTHONOPTIMIZE) they would vanish, and with
+# them every check, so the script refuses to run so.
+if not __debug__:
+    raise SystemExit(f"{__file__}: its checks are asserts; run it without -O or PYTHONOPTIMIZE")
+
 DEADLINE_SECONDS = 30
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 EVENTS = {
