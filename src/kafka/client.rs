@@ -66,12 +66,33 @@ pub fn consumer(kafka: &KafkaConfig) -> ClientConfig {
     with_options(config, &kafka.consumer_options)
 }
 
-/// The live view's reader ([`crate::live`]): assigned its partitions with explicit offsets, never
-/// joining the group (it does not subscribe) nor committing. It names the group all the same,
-/// as librdkafka's consumers must, so it needs no ACL beyond the group's. `RDKAFKA_CONSUMER_*` options apply to it as to the group's consumers, but they
-/// cannot make it join or commit.
+/// A live-view fetch waits for this much data, or [`LIVE_FETCH_WAIT_MS`].
+const LIVE_FETCH_MIN_BYTES: u32 = 64 * 1024;
+const LIVE_FETCH_WAIT_MS: u32 = 100;
+
+/// A reader outside the group: assigned its partitions with explicit offsets, never joining the
+/// group (it does not subscribe) nor committing. It names the group all the same, as
+/// librdkafka's consumers must, so it needs no ACL beyond the group's. `RDKAFKA_CONSUMER_*`
+/// options apply to it as to the group's consumers, but they cannot make it join or commit. The
+/// searches for earlier attempts' records ([`super::Lookup`]) use it as it is.
+pub fn reader(kafka: &KafkaConfig) -> ClientConfig {
+    reader_with(common(kafka), kafka)
+}
+
+/// The live view's reader ([`crate::live`]), a [`reader`] of every partition. Under load the
+/// broker answers its fetch once 64 KiB are there, not at every record: it then costs the broker
+/// (on the same cores as everything else) few, full fetches, and the service 10% more requests
+/// a second at c64 (BENCHMARKS.md); idle, a record reaches the live view within 100 ms.
+/// `RDKAFKA_CONSUMER_*` may set either.
 pub fn live_reader(kafka: &KafkaConfig) -> ClientConfig {
-    let mut config = with_options(common(kafka), &kafka.consumer_options);
+    let mut base = common(kafka);
+    base.set("fetch.min.bytes", LIVE_FETCH_MIN_BYTES.to_string())
+        .set("fetch.wait.max.ms", LIVE_FETCH_WAIT_MS.to_string());
+    reader_with(base, kafka)
+}
+
+fn reader_with(base: ClientConfig, kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = with_options(base, &kafka.consumer_options);
     config
         .set("group.id", &kafka.group_id)
         .set("enable.auto.commit", "false")

@@ -65,7 +65,7 @@ pub struct Lookup {
 impl Lookup {
     pub fn new(kafka: &KafkaConfig) -> Self {
         Self {
-            config: client::live_reader(kafka),
+            config: client::reader(kafka),
             consumers: Mutex::new(Consumers::default()),
             returned: Condvar::new(),
             span: kafka.delivery_timeout + CLOCK_MARGIN,
