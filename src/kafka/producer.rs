@@ -69,16 +69,25 @@ pub struct KafkaSink {
 
 /// One producer, replaced when it hits a fatal error.
 struct Lane {
+    /// For log lines: the prompt or the batching producer.
     name: &'static str,
+    /// Its `client` label in the librdkafka metrics.
+    client: &'static str,
     config: ClientConfig,
     producer: RwLock<Arc<KafkaProducer>>,
 }
 
 impl Lane {
-    fn new(name: &'static str, config: ClientConfig, metrics: &Metrics) -> anyhow::Result<Self> {
-        let producer = create(name, &config, metrics)?;
+    fn new(
+        name: &'static str,
+        client: &'static str,
+        config: ClientConfig,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
+        let producer = create(client, &config, metrics)?;
         Ok(Self {
             name,
+            client,
             config,
             producer: RwLock::new(Arc::new(producer)),
         })
@@ -97,7 +106,7 @@ impl Lane {
         let (code, reason) = current.client().fatal_error()?;
         let error = format!("{code}: {reason}");
         let name = self.name;
-        let replaced = match create(name, &self.config, metrics) {
+        let replaced = match create(self.client, &self.config, metrics) {
             Ok(fresh) => {
                 *lock_write(&self.producer) = Arc::new(fresh);
                 tracing::error!(
@@ -134,11 +143,11 @@ impl KafkaSink {
             idle => {
                 let mut prompt = config.clone();
                 prompt.set("linger.ms", idle.to_string());
-                Some(Lane::new("prompt", prompt, metrics)?)
+                Some(Lane::new("prompt", "producer:prompt", prompt, metrics)?)
             }
         };
         Ok(Self {
-            batching: Lane::new("batching", config, metrics)?,
+            batching: Lane::new("batching", "producer", config, metrics)?,
             prompt,
             metrics: metrics.clone(),
             delivery_timeout: kafka.delivery_timeout,
@@ -192,13 +201,13 @@ impl KafkaSink {
     }
 }
 
-fn create(name: &str, config: &ClientConfig, metrics: &Metrics) -> anyhow::Result<KafkaProducer> {
-    let context = match name {
-        "prompt" => StatsContext::named("producer:prompt", metrics),
-        _ => StatsContext::producer(metrics),
-    };
+fn create(
+    client: &'static str,
+    config: &ClientConfig,
+    metrics: &Metrics,
+) -> anyhow::Result<KafkaProducer> {
     config
-        .create_with_context(context)
+        .create_with_context(StatsContext::named(client, metrics))
         .context("librdkafka rejected the producer configuration (check the RDKAFKA_* variables)")
 }
 

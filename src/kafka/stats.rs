@@ -22,15 +22,7 @@ pub struct StatsContext {
 }
 
 impl StatsContext {
-    /// The context of the producer (`client="producer"`).
-    pub fn producer(metrics: &Metrics) -> Self {
-        Self {
-            client: SharedString::const_str("producer"),
-            metrics: metrics.clone(),
-        }
-    }
-
-    /// The context of a client named `name` (`client="<name>"`).
+    /// The context of a client named `name` (`client="<name>"`: `producer`, `producer:prompt`).
     pub fn named(name: &'static str, metrics: &Metrics) -> Self {
         Self {
             client: SharedString::const_str(name),

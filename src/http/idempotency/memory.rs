@@ -10,7 +10,7 @@
 //! across all entries, and can neither pin the entries in flight nor keep callers apart.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use super::{Begin, Claim, Ending, Remembered, Store};
 use crate::http::client::ClientKey;
 use crate::shared::Unavailable;
+use crate::support::lock;
 
 /// What a key costs beyond its text and its answer: the map's and the queue's slots, the hash.
 const ENTRY_OVERHEAD_BYTES: usize = 128;
@@ -178,7 +179,7 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, Callers> {
         // The bookkeeping is updated in one step under the lock: a panic elsewhere cannot leave
         // it half-done.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner)
     }
 }
 
