@@ -7,8 +7,9 @@ JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
 # Short-lived helper JVMs (format, readiness probes) start ~2x faster this way.
 QUICK_JVM=(-Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xshare:auto)
 
-log() { echo "${0##*/}: $*" >&2; }
-die() { log "$*"; exit 1; }
+# log, die, alive, run_dirs, stop_pids
+# shellcheck source-path=SCRIPTDIR source=../scripts/lib/processes.sh
+. "$KAFKA_SCRIPTS/../scripts/lib/processes.sh"
 
 # kafka_use VERSION: points the KAFKA_* paths at that version's jars. 2.x runs with ZooKeeper
 # (KAFKA_MODE=zookeeper), jars from pom-2.7.xml and log4j 1.x; anything newer runs KRaft, jars
@@ -39,11 +40,6 @@ kafka_use_dir() {
   [[ -z $v ]] || kafka_use "$v"
 }
 
-# A dead child stays a zombie until reaped, and kill -0 still succeeds on it.
-alive() {
-  local stat
-  stat=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $stat != Z* ]]
-}
 
 # launch_node NODE_DIR: starts the broker configured in NODE_DIR/server.properties in the
 # background, appending to its server.log, and writes its pid to NODE_DIR/kafka.pid.

@@ -16,8 +16,6 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/zookeeper.sh
 . "$KAFKA_SCRIPTS/lib/zookeeper.sh"
 
-usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
-
 dir='' node='' action=''
 while (($#)); do
   case $1 in

@@ -44,8 +44,6 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/ready.sh
 . "$KAFKA_SCRIPTS/lib/ready.sh"
 
-usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0" >&2; exit "${1:-2}"; }
-
 port=0 dir='' auto_create=false brokers=1 security=false version=''
 while (($#)); do
   case $1 in

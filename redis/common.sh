@@ -5,9 +5,9 @@ REDIS_SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REDIS_RUN=$REDIS_SCRIPTS/.run
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
 
-log() { echo "${0##*/}: $*" >&2; }
-die() { log "$*"; exit 1; }
-alive() { [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; }
+# log, die, alive, run_dirs, stop_pids
+# shellcheck source-path=SCRIPTDIR source=../scripts/lib/processes.sh
+. "$REDIS_SCRIPTS/../scripts/lib/processes.sh"
 
 # redis_pid DIR: the pid of the Redis running in DIR; fails when none runs.
 redis_pid() {

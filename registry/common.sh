@@ -11,14 +11,10 @@ REGISTRY_JAR=$REGISTRY_DIST/apicurio-registry-app-$REGISTRY_VERSION-runner.jar
 REGISTRY_RUN=$REGISTRY_SCRIPTS/.run
 JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
 
-log() { echo "${0##*/}: $*" >&2; }
-die() { log "$*"; exit 1; }
+# log, die, alive, run_dirs, stop_pids
+# shellcheck source-path=SCRIPTDIR source=../scripts/lib/processes.sh
+. "$REGISTRY_SCRIPTS/../scripts/lib/processes.sh"
 
-# A dead child stays a zombie until reaped, and kill -0 still succeeds on it.
-alive() {
-  local stat
-  stat=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $stat != Z* ]]
-}
 
 # registry_pid DIR: the pid of the registry that start.sh runs for DIR, or status 1 when none
 # runs; a recycled pid that now belongs to another process does not count.

@@ -18,8 +18,6 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../kafka/lib/ports.sh
 . "$REGISTRY_SCRIPTS/../kafka/lib/ports.sh"
 
-usage() { sed -n '2,/^set /{/^set /d;s/^# \{0,1\}//;p}' "$0" >&2; exit "${1:-2}"; }
-
 port=0 dir=''
 while (($#)); do
   case $1 in
