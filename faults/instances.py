@@ -47,10 +47,37 @@ class Redis:
         subprocess.run([REDIS / "stop.sh", "--dir", self.dir], check=False)
 
 
+# The check whose miss is a timing miss, not a failure of the service (see instance_kill).
+MISSED_WINDOW = "the kill caught events the killed instance had stored, unanswered"
+ATTEMPTS = 3
+
+
 def instance_kill(lab: Lab) -> Outcome:
     """6. Three instances sharing Redis; one is killed under keyed load, its clients retrying
-    on the others with the same key and body until a 201."""
-    name = "instance-kill"
+    on the others with the same key and body until a 201.
+
+    The freeze must land between Kafka storing an event and the instance answering it, a window
+    of a millisecond or so per request; now and then it lands outside it for every request (one
+    CI run in six). When that is the only check that failed, the scenario runs again, on topics
+    of its own, up to ATTEMPTS times, and its notes say so; every other check of every attempt
+    must pass."""
+    missed = []
+    for attempt in range(1, ATTEMPTS + 1):
+        outcome = instance_kill_once(lab, attempt)
+        failed = [what for what, ok, _ in outcome.checks if not ok]
+        if failed != [MISSED_WINDOW] or attempt == ATTEMPTS:
+            break
+        missed.append(attempt)
+        lab.reap()
+    if missed:
+        outcome.notes.append(f"attempt {', '.join(map(str, missed))} missed the window (no event "
+                             f"stored and unanswered at the kill; every other check passed): "
+                             f"this is attempt {attempt}")
+    return outcome
+
+
+def instance_kill_once(lab: Lab, attempt: int) -> Outcome:
+    name = "instance-kill" + (f"-{attempt}" if attempt > 1 else "")
     outcome = Outcome("6. an instance kill -9 under keyed load, retries on another")
     delivery_ms = 2000
     request_ms = delivery_ms + 1500
@@ -59,7 +86,7 @@ def instance_kill(lab: Lab) -> Outcome:
     # publish, within one request timeout. An instance runs one search at a time, so retries
     # that reach it together wait their turn: the deadline leaves 10 s more for that.
     retry_for = lease + request_ms / 1000 + 10
-    redis = Redis(lab.work / "redis")
+    redis = Redis(lab.work / f"redis-{attempt}")
     try:
         env = {"REDIS_URL": redis.start(), "KAFKA_TOPIC_PARTITIONS": INSTANCES,
                "KAFKA_DELIVERY_TIMEOUT_MS": delivery_ms, "HTTP_REQUEST_TIMEOUT_MS": request_ms}
