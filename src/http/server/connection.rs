@@ -121,10 +121,10 @@ impl ConnectionState {
         }
     }
 
+    /// Needs no wake-up: a deadline that fires while a request is in flight finds none due.
     fn begin_request(self: &Arc<Self>) -> RequestGuard {
         self.served.store(true, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.watchdog.wake();
         RequestGuard(self.clone())
     }
 
@@ -166,8 +166,13 @@ impl Drop for RequestGuard {
             state
                 .idle_since
                 .store(state.since_accept(), Ordering::Relaxed);
+            // An HTTP/1 answer ends on the connection's own task, which reads the state again
+            // before it sleeps; waking it would only hand it to another worker thread. An
+            // HTTP/2 stream ends on a task of its own.
+            if state.http2.load(Ordering::Relaxed) {
+                state.watchdog.wake();
+            }
         }
-        state.watchdog.wake();
     }
 }
 
