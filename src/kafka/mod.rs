@@ -10,6 +10,7 @@ mod metrics;
 mod producer;
 mod publisher;
 mod record;
+mod reports;
 pub mod stats;
 pub mod topics;
 pub mod trace;

@@ -23,7 +23,7 @@ use futures::FutureExt;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::BaseRecord;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -34,13 +34,14 @@ use super::publisher::{
     Delivery, PendingDelivery, PendingLookup, PublishError, QueueLevel, Rejection, Sink,
 };
 use super::record::OutgoingRecord;
+use super::reports::{PendingReport, ReportingProducer};
 use super::stats::StatsContext;
 use crate::config::{DELIVERY_REPORT_GRACE, KafkaConfig};
 use crate::domain::Timestamp;
 use crate::support::{lock_read, lock_write};
 use crate::telemetry::Metrics;
 
-pub type KafkaProducer = FutureProducer<StatsContext>;
+pub type KafkaProducer = ReportingProducer;
 
 /// A fatal error of the producer, and whether a new producer took over.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -206,9 +207,7 @@ fn create(
     config: &ClientConfig,
     metrics: &Metrics,
 ) -> anyhow::Result<KafkaProducer> {
-    config
-        .create_with_context(StatsContext::named(client, metrics))
-        .context("librdkafka rejected the producer configuration (check the RDKAFKA_* variables)")
+    ReportingProducer::new(config, StatsContext::named(client, metrics))
 }
 
 impl KafkaSink {
@@ -230,20 +229,17 @@ impl KafkaSink {
             OwnedHeaders::new_with_capacity(record.copied_headers.len() + record.headers.len()),
             |h, header| h.insert(header),
         );
-        let mut future_record = FutureRecord::to(&record.topic)
-            .payload(&record.value)
-            .headers(headers);
-        if let Some(key) = &record.key {
-            future_record = future_record.key(key);
-        }
-        if let Some(timestamp) = record.timestamp {
-            future_record = future_record.timestamp(timestamp);
-        }
-        // `send_result` hands a full queue back at once; `send` would sleep and retry.
-        let delivery = producer
-            .send_result(future_record)
-            .map_err(|(error, _)| self.classify(error))?;
-        Ok(delivered(delivery, self.delivery_timeout).boxed())
+        let to_send = BaseRecord {
+            key: record.key.as_deref(),
+            timestamp: record.timestamp,
+            headers: Some(headers),
+            ..BaseRecord::to(&record.topic).payload(&record.value[..])
+        };
+        // A full queue comes back at once, as a 503.
+        let report = producer
+            .send(to_send)
+            .map_err(|error| self.classify(error))?;
+        Ok(delivered(report, self.delivery_timeout).boxed())
     }
 }
 
@@ -289,13 +285,10 @@ impl Sink for KafkaSink {
 }
 
 /// Waits for the broker's acknowledgement of an enqueued record, never past the timeout.
-async fn delivered(delivery: DeliveryFuture, timeout: Duration) -> Result<Delivery, PublishError> {
-    match tokio::time::timeout(timeout + DELIVERY_REPORT_GRACE, delivery).await {
-        Ok(Ok(Ok(stored))) => Ok(Delivery {
-            partition: stored.partition,
-            offset: stored.offset,
-        }),
-        Ok(Ok(Err((error, _)))) => Err(classify(error, timeout)),
+async fn delivered(report: PendingReport, timeout: Duration) -> Result<Delivery, PublishError> {
+    match tokio::time::timeout(timeout + DELIVERY_REPORT_GRACE, report).await {
+        Ok(Ok(Ok(stored))) => Ok(stored),
+        Ok(Ok(Err(error))) => Err(classify(error, timeout)),
         Ok(Err(_canceled)) => Err(PublishError::Failed("the producer was shut down".into())),
         Err(_elapsed) => Err(PublishError::TimedOut(timeout.as_millis())),
     }

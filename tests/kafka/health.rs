@@ -2,7 +2,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use events_service::kafka::{KafkaProducer, KafkaSink};
-use rdkafka::producer::Producer;
 use serde_json::json;
 
 use crate::helpers::{TestApp, brokers, closed_port, isolated_vars, with};
