@@ -1,7 +1,7 @@
 //! Logging, tracing and the metrics registry: what every layer above records into.
 //!
-//! Log lines go to stdout through a background writer with a large buffer, so that writing to a
-//! terminal or pipe is off the request path. As text (the default) they are the seed's lines,
+//! Log lines go to stdout through a writer thread that gathers them a few milliseconds at a time
+//! ([`stdout`]), so that writing to a terminal or pipe is off the request path. As text (the default) they are the seed's lines,
 //! `[PRODUCER]`, `[CONSUMER]`, `[EVENT PROCESSED]`, with no span context in front; as JSON each
 //! is one object with `timestamp`, `level`, the message and its fields, and the enclosing span's
 //! `request_id` and `trace_id` under `span`.
@@ -18,7 +18,6 @@ use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Metadata;
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -27,21 +26,20 @@ use tracing_subscriber::{Layer, Registry, fmt};
 use crate::config::{Config, LogFormat, TracingConfig};
 
 pub mod metrics;
+mod stdout;
 pub mod trace;
 mod untrusted;
 
 pub use metrics::Metrics;
 pub use untrusted::{UNTRUSTED_MAX_CHARS, Untrusted, untrusted};
 
-/// How much log output is gathered before a write to stdout.
-const STDOUT_BUFFER_BYTES: usize = 64 * 1024;
 /// How long one export of spans may take before it is abandoned.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Keeps logging and tracing running; [`Telemetry::shutdown`] flushes both.
 pub struct Telemetry {
     tracer_provider: SdkTracerProvider,
-    _log_writer: WorkerGuard,
+    _log_writer: stdout::Flusher,
 }
 
 impl Telemetry {
@@ -62,13 +60,7 @@ pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
             config.log_level
         )
     })?;
-    // Not lossy: should stdout stall until the buffer is full, logging threads wait rather than
-    // drop lines that searches and alerts rely on. The background writer drains every line
-    // queued so far, then flushes: a write system call per burst rather than per line.
-    let stdout = std::io::BufWriter::with_capacity(STDOUT_BUFFER_BYTES, std::io::stdout());
-    let (writer, log_writer) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(stdout);
+    let (writer, log_writer) = stdout::gathered(std::io::stdout());
     let logs: Box<dyn Layer<Registry> + Send + Sync> = match config.log_format {
         // Spans are hidden from the text lines, which stay word for word the seed's.
         LogFormat::Text => fmt::layer()
