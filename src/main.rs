@@ -38,7 +38,10 @@ fn main() -> anyhow::Result<()> {
 
 fn serve(config: Config) -> anyhow::Result<()> {
     let telemetry = telemetry::init(&config)?;
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads)
+        .enable_all()
+        .build()?;
     let result = runtime.block_on(async {
         // Listen for signals before anything else, so that an early SIGTERM is graceful too.
         let shutdown = shutdown_signal()?;

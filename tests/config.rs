@@ -342,3 +342,23 @@ fn every_documented_variable_is_read_and_checked_and_every_one_read_is_documente
         }
     }
 }
+
+#[test]
+fn the_runtime_gets_the_worker_threads_asked_for() {
+    let config = |vars: &[(&str, &str)]| {
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        events_service::Config::from_vars(vars)
+    };
+    // TOKIO_WORKER_THREADS: tokio's own variable; main.rs builds the runtime with what it says.
+    let asked = config(&[("TOKIO_WORKER_THREADS", "3")]).unwrap();
+    assert_eq!(asked.worker_threads, 3);
+    let default = config(&[]).unwrap().worker_threads;
+    assert_eq!(default, events_service::config::default_worker_threads());
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(default, cores.saturating_sub(1).max(1));
+    let refused = config(&[("TOKIO_WORKER_THREADS", "0")]).unwrap_err();
+    assert!(
+        refused.to_string().contains("TOKIO_WORKER_THREADS"),
+        "{refused}"
+    );
+}
