@@ -4,6 +4,7 @@
 mod admission;
 pub mod asyncapi;
 pub mod auth;
+mod batch;
 mod client;
 mod dashboard;
 mod earlier;
@@ -44,9 +45,10 @@ use tower_http::trace::TraceLayer;
 
 pub use admission::InflightBytes;
 pub use auth::{Authenticator, Principal};
+pub use batch::BatchResponse;
 pub use client::ClientKey;
 pub use error::{ApiError, ErrorBody};
-pub use events::{BatchResponse, PublishResponse};
+pub use events::PublishResponse;
 pub use idempotency::{Idempotency, MemoryStore, RedisStore, Store};
 pub use live::{Live, StreamSlots};
 pub use metrics::HttpMetrics;
@@ -75,7 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route(routes::MOVIE, post(events::create_movie_event))
         .route(routes::USER, post(events::create_user_event))
         .route(routes::PAYMENT, post(events::create_payment_event))
-        .route(routes::BATCH, post(events::create_batch))
+        .route(routes::BATCH, post(batch::create_batch))
         .route_layer(middleware::from_fn_with_state(
             state.idempotency.clone(),
             idempotency::idempotency,

@@ -6,7 +6,9 @@
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use super::{BatchResponse, ErrorBody, PublishResponse, asyncapi, events, health, live, metrics};
+use super::{
+    BatchResponse, ErrorBody, PublishResponse, asyncapi, batch, events, health, live, metrics,
+};
 use crate::contract;
 use crate::domain::{
     Event, EventPayload, EventType, FieldError, ItemErrors, MovieEvent, PaymentEvent, UserEvent,
@@ -22,7 +24,7 @@ use crate::domain::{
         events::create_movie_event,
         events::create_user_event,
         events::create_payment_event,
-        events::create_batch,
+        batch::create_batch,
         live::stream_events,
         live::stats,
         health::health,
@@ -39,8 +41,8 @@ use crate::domain::{
         ItemErrors,
         PublishResponse,
         BatchResponse,
-        events::ItemResult,
-        events::FailedItem,
+        batch::ItemResult,
+        batch::FailedItem,
         Event,
         EventPayload,
         EventType,
