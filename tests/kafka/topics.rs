@@ -5,7 +5,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::helpers::{TestApp, brokers, isolated_vars, with};
+use crate::helpers::{TestApp, brokers, eventually, isolated_vars, with};
 
 #[tokio::test]
 #[ignore = "an integration test (a real broker, the binary): scripts/test.sh runs it"]
@@ -42,9 +42,8 @@ async fn the_service_creates_its_topics_on_a_broker_that_does_not_auto_create_th
         .set("bootstrap.servers", &brokers)
         .create()
         .unwrap();
-    let metadata = reader
-        .fetch_metadata(None, Duration::from_secs(10))
-        .unwrap();
+    // The dead-letter topics are created beside start-up, not before readiness (a missing one
+    // does not keep the service unready): each of the six is waited for.
     for suffix in [
         "movie-events",
         "user-events",
@@ -54,11 +53,18 @@ async fn the_service_creates_its_topics_on_a_broker_that_does_not_auto_create_th
         "payment-events.dlq",
     ] {
         let name = app.topic(suffix);
-        let topic = metadata.topics().iter().find(|t| t.name() == name);
-        let topic = topic.unwrap_or_else(|| panic!("{name} was not created"));
+        let partitions = eventually(&format!("{name} is created"), || {
+            let metadata = reader.fetch_metadata(Some(&name), Duration::from_secs(10));
+            let partitions = metadata.ok().and_then(|metadata| {
+                let topic = metadata.topics().iter().find(|t| t.name() == name)?;
+                (topic.error().is_none() && !topic.partitions().is_empty())
+                    .then(|| topic.partitions().len())
+            });
+            std::future::ready(partitions)
+        })
+        .await;
         assert_eq!(
-            topic.partitions().len(),
-            3,
+            partitions, 3,
             "{name} has KAFKA_TOPIC_PARTITIONS partitions"
         );
     }
