@@ -11,7 +11,7 @@ mod reader;
 mod record;
 mod stats;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -100,11 +100,16 @@ impl LiveView {
 
     /// The kept events `cursor` has not seen (all of them for an empty cursor), and a receiver
     /// of every event reported from now on.
+    ///
+    /// The kept events come in each partition's order. They are kept as they arrive, and the
+    /// reader hands over what it read back at start after live records of the same partitions;
+    /// a stream's cursor skips an event that comes after a later one of its partition, so the
+    /// replay would lose it (here, or on the instance a client resumes on).
     pub fn follow(&self, cursor: &Cursor) -> (Vec<LiveEvent>, broadcast::Receiver<LiveEvent>) {
         let inner = lock(&self.inner);
         let receiver = self.broadcast.subscribe();
         let unseen = inner.recent.iter().filter(|event| !cursor.has_seen(event));
-        (unseen.cloned().collect(), receiver)
+        (in_partition_order(unseen.cloned().collect()), receiver)
     }
 
     /// A receiver of every event reported from now on.
@@ -117,8 +122,80 @@ impl LiveView {
     }
 }
 
+/// `events` with each partition's events in offset order, in the places that partition's
+/// events held: the interleaving of partitions stays as it was.
+fn in_partition_order(mut events: Vec<LiveEvent>) -> Vec<LiveEvent> {
+    let mut by_partition: HashMap<(&str, i32), Vec<usize>> = HashMap::new();
+    for (place, event) in events.iter().enumerate() {
+        let partition = (event.topic.as_str(), event.partition);
+        by_partition.entry(partition).or_default().push(place);
+    }
+    let mut sorted: Vec<Option<LiveEvent>> = vec![None; events.len()];
+    for places in by_partition.into_values() {
+        let mut offsets: Vec<usize> = places.clone();
+        offsets.sort_by_key(|&place| events[place].offset);
+        for (place, from) in places.into_iter().zip(offsets) {
+            sorted[place] = Some(events[from].clone());
+        }
+    }
+    events.clear();
+    sorted.into_iter().flatten().collect()
+}
+
 fn unix_seconds() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Timestamp;
+
+    fn at(partition: i32, offset: i64) -> ProcessedEvent {
+        ProcessedEvent {
+            topic: "movie-events".into(),
+            partition,
+            offset,
+            key: None,
+            id: uuid::Uuid::new_v4(),
+            event_type: None,
+            timestamp: Timestamp::now(),
+            action: None,
+            payload: serde_json::value::to_raw_value(&1).unwrap(),
+            truncated: false,
+            payload_bytes: None,
+            amount: None,
+        }
+    }
+
+    #[test]
+    fn a_replay_keeps_each_partitions_order_though_the_start_was_read_back_late() {
+        let view = LiveView::new(100, 100);
+        // Live records first, then what the reader read back at start, older in each partition.
+        view.report(at(0, 5));
+        view.report(at(1, 9));
+        view.remember([at(0, 3), at(1, 7), at(0, 4)]);
+        let (kept, _) = view.follow(&Cursor::default());
+        let order: Vec<(i32, i64)> = kept.iter().map(|e| (e.partition, e.offset)).collect();
+        assert_eq!(order, [(0, 3), (1, 7), (0, 4), (1, 9), (0, 5)]);
+
+        // Resumed past (0, 3): the rest of partition 0 and all of partition 1, none skipped.
+        let mut cursor = Cursor::default();
+        cursor.advance(&kept[0]);
+        let (rest, _) = view.follow(&cursor);
+        let mut seen = cursor;
+        let sent: Vec<(i32, i64)> = rest
+            .iter()
+            .filter(|e| {
+                !seen.has_seen(e) && {
+                    seen.advance(e);
+                    true
+                }
+            })
+            .map(|e| (e.partition, e.offset))
+            .collect();
+        assert_eq!(sent, [(0, 4), (1, 7), (1, 9), (0, 5)]);
+    }
 }
