@@ -12,7 +12,7 @@ use rdkafka::Message;
 
 use crate::helpers::{
     DEADLINE, ServiceProcess, TestApp, brokers, committed_offset, header, isolated_vars,
-    read_partition, var, with,
+    read_partition, var, wait_for_dead_letter_topics, with,
 };
 
 /// Headers as a producer other than the service might write them: text, bytes that are not
@@ -312,6 +312,7 @@ async fn while_the_dead_letter_topic_cannot_be_written_the_consumer_holds_at_the
     let mut service = ServiceProcess::spawn(&vars);
     crate::helpers::wait_until_healthy(&service.address).await;
     service.wait_for_line(|l| l.ends_with(&format!("Started consumer for topic {topic}")));
+    wait_for_dead_letter_topics(&service.address).await;
     let processed = |id: &str| {
         let id = id.to_owned();
         move |line: &str| line.contains("[EVENT PROCESSED]") && line.contains(&id)

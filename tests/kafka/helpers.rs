@@ -332,3 +332,15 @@ pub fn large_movies(count: usize, description_bytes: usize) -> Value {
         .map(|n| json!({"type": "movie", "movie_id": n + 1, "title": "T", "action": "viewed", "description": description}))
         .collect::<Vec<_>>())
 }
+
+/// Waits until the service at `address` lists no dead-letter topic as missing. They are created
+/// beside start-up until health shows them all: one a test deletes before that is created again.
+pub async fn wait_for_dead_letter_topics(address: &str) {
+    let url = format!("{address}/api/events/health");
+    eventually("the dead-letter topics to be provisioned", || async {
+        let body: Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+        let missing = &body["kafka"]["missing_dead_letter_topics"];
+        (missing.as_array().is_some_and(Vec::is_empty)).then_some(())
+    })
+    .await;
+}

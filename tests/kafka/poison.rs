@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     DEADLINE, ServiceProcess, brokers, eventually, foreign_producer, header, isolated_vars, metric,
-    produce_to, read_partition, var, wait_until_healthy, with,
+    produce_to, read_partition, var, wait_for_dead_letter_topics, wait_until_healthy, with,
 };
 
 fn admin(brokers: &str) -> AdminClient<DefaultClientContext> {
@@ -116,6 +116,7 @@ async fn while_a_dead_letter_cannot_be_written_its_partition_is_held_and_reporte
     let mut service = ServiceProcess::spawn(&vars);
     wait_until_healthy(&service.address).await;
     service.wait_for_line(|l| l.ends_with(&format!("Started consumer for topic {topic}")));
+    wait_for_dead_letter_topics(&service.address).await;
 
     let admin = admin(&brokers);
     let deleted = admin
