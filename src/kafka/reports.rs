@@ -93,10 +93,7 @@ impl ReportingProducer {
         signal.set_nonblocking(true)?;
         let queue = ReportQueue::signalling(&producer, signal);
         let shared = Arc::new(Shared { queue, producer });
-        let wakeups = {
-            let _entered = runtime.enter();
-            tokio::net::UnixStream::from_std(wakeups)?
-        };
+        let wakeups = tokio::net::UnixStream::from_std(wakeups)?;
         runtime.spawn(serve(Arc::downgrade(&shared), wakeups));
         Ok(Self { shared })
     }

@@ -106,10 +106,13 @@ impl LiveView {
     /// a stream's cursor skips an event that comes after a later one of its partition, so the
     /// replay would lose it (here, or on the instance a client resumes on).
     pub fn follow(&self, cursor: &Cursor) -> (Vec<LiveEvent>, broadcast::Receiver<LiveEvent>) {
-        let inner = lock(&self.inner);
-        let receiver = self.broadcast.subscribe();
-        let unseen = inner.recent.iter().filter(|event| !cursor.has_seen(event));
-        (in_partition_order(unseen.cloned().collect()), receiver)
+        let (unseen, receiver) = {
+            let inner = lock(&self.inner);
+            let unseen = inner.recent.iter().filter(|event| !cursor.has_seen(event));
+            (unseen.cloned().collect(), self.broadcast.subscribe())
+        };
+        // Outside the lock: the consumers report to the view meanwhile.
+        (in_partition_order(unseen), receiver)
     }
 
     /// A receiver of every event reported from now on.
@@ -124,22 +127,21 @@ impl LiveView {
 
 /// `events` with each partition's events in offset order, in the places that partition's
 /// events held: the interleaving of partitions stays as it was.
-fn in_partition_order(mut events: Vec<LiveEvent>) -> Vec<LiveEvent> {
+fn in_partition_order(events: Vec<LiveEvent>) -> Vec<LiveEvent> {
     let mut by_partition: HashMap<(&str, i32), Vec<usize>> = HashMap::new();
     for (place, event) in events.iter().enumerate() {
         let partition = (event.topic.as_str(), event.partition);
         by_partition.entry(partition).or_default().push(place);
     }
-    let mut sorted: Vec<Option<LiveEvent>> = vec![None; events.len()];
+    let mut sorted = events.clone();
     for places in by_partition.into_values() {
-        let mut offsets: Vec<usize> = places.clone();
-        offsets.sort_by_key(|&place| events[place].offset);
-        for (place, from) in places.into_iter().zip(offsets) {
-            sorted[place] = Some(events[from].clone());
+        let mut by_offset = places.clone();
+        by_offset.sort_by_key(|&place| events[place].offset);
+        for (place, from) in places.into_iter().zip(by_offset) {
+            sorted[place] = events[from].clone();
         }
     }
-    events.clear();
-    sorted.into_iter().flatten().collect()
+    sorted
 }
 
 fn unix_seconds() -> u64 {
