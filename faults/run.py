@@ -51,7 +51,8 @@ def main() -> int:
     needs_broker = any(name != "leader-kills" for name in args.scenarios)
     # In the run's own directory, not kafka/.run: `kafka/stop.sh --all`, run by anyone sharing
     # the checkout, deletes kafka/.run and would kill this broker mid-run (it once did).
-    lab.broker = Broker(work / "broker")
+    # --proxied: scenario 6 cuts one instance off from it through a proxy (faults/proxy.py).
+    lab.broker = Broker(work / "broker", options=["--proxied"])
     outcomes: list[Outcome] = []
     started = time.monotonic()
     try:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Usage: kafka/start.sh [--port N] [--dir DIR] [--auto-create true|false] [--brokers 1|3] [--security]
-#                       [--kafka 4.1|2.7]
+#                       [--proxied] [--kafka 4.1|2.7]
 #
 # Starts a KRaft Kafka on 127.0.0.1 in the background (each node is broker+controller;
 # with --kafka 2.7, a ZooKeeper and its brokers) and returns once it serves metadata.
@@ -18,6 +18,13 @@
 #                    KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD (random)
 #                    and KAFKA_SSL_CA_LOCATION (DIR/tls/ca.pem, to verify the broker); and, for
 #                    kafka/tool.sh's --command-config, DIR/sasl-ssl.properties.
+#   --proxied        also a PLAINTEXT listener per node that advertises a port nobody listens on
+#                    yet, for a TCP proxy of the caller's to open in front of it, so that every
+#                    connection of a client bootstrapped there goes through the proxy (the fault
+#                    suite cuts one service instance off from its broker this way). DIR/proxied.env
+#                    (shell syntax) names them, node by node in the same order:
+#                    KAFKA_PROXIED_BROKERS (the advertised addresses, where the proxy listens)
+#                    and KAFKA_PROXIED_UPSTREAMS (the listeners, where it forwards to).
 #   --kafka V        the Kafka version: 4.1 (4.1.1, the default: pom.xml, or $KAFKA_VERSION), 2.7
 #                    (2.7.0), or a full version such as 4.0.0. Kafka 2.x runs in ZooKeeper mode,
 #                    as the CinemaAbyss platform does: a ZooKeeper 3.5 (from the broker's jars) in
@@ -44,7 +51,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/ready.sh
 . "$KAFKA_SCRIPTS/lib/ready.sh"
 
-port=0 dir='' auto_create=false brokers=1 security=false version=''
+port=0 dir='' auto_create=false brokers=1 security=false proxied=false version=''
 while (($#)); do
   case $1 in
     --port) port=${2-}; shift 2 || usage ;;
@@ -52,6 +59,7 @@ while (($#)); do
     --auto-create) auto_create=${2-}; shift 2 || usage ;;
     --brokers) brokers=${2-}; shift 2 || usage ;;
     --security) security=true; shift ;;
+    --proxied) proxied=true; shift ;;
     --kafka) version=${2-}; shift 2 || usage ;;
     -h | --help) usage 0 ;;
     *) log "unknown argument: $1"; usage ;;
@@ -106,7 +114,7 @@ for n in "${nodes[@]}"; do
   pids+=("$(<"$n/kafka.pid")")
 done
 
-wait_listeners "${bports[@]}" "${sports[@]}"
+wait_listeners "${bports[@]}" "${sports[@]}" "${pports[@]}"
 wait_metadata
 
 if $security; then
@@ -114,6 +122,7 @@ if $security; then
   write_security_env "$dir" "$ca" "$sasl_list"
   log "SASL_SSL listener on $sasl_list; client settings in $dir/security.env"
 fi
+if $proxied; then write_proxied_env "$dir"; fi
 started=true
 log "ready after ${SECONDS}s (pids ${pids[*]}${zk_pid:+; ZooKeeper $zk_pid})"
 echo "$bootstrap_list"

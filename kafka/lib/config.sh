@@ -2,14 +2,15 @@
 # Sourced by kafka/start.sh. The nodes' layout and configuration: each node's directory and
 # ports, the bootstrap lists, and its server.properties (KRaft broker+controller for Kafka 4.x,
 # a ZooKeeper-mode broker for 2.x); for KRaft also the cluster id and the storage format.
-# Reads: brokers, bports, dir, security, auto_create, KAFKA_MODE, picked (via pick_port); for
+# Reads: brokers, bports, dir, security, proxied, auto_create, KAFKA_MODE, picked (via pick_port); for
 # ZooKeeper mode zk_port, and with --security there tls_key_password (tls.sh).
 
-# plan_nodes: sets nodes, cports (KRaft controllers), sports (SASL_SSL), rf, min_isr and the
-# comma-separated bootstrap_list, voters_list and sasl_list.
+# plan_nodes: sets nodes, cports (KRaft controllers), sports (SASL_SSL), pports and aports
+# (--proxied: the listeners and the ports they advertise), rf, min_isr and the comma-separated
+# bootstrap_list, voters_list and sasl_list.
 plan_nodes() {
   local i
-  cports=() sports=() nodes=()
+  cports=() sports=() pports=() aports=() nodes=()
   local voters=() bootstrap=() sasl_bootstrap=()
   for ((i = 0; i < brokers; i++)); do
     if [[ $KAFKA_MODE == kraft ]]; then
@@ -21,6 +22,12 @@ plan_nodes() {
       pick_port
       sports+=("${picked[-1]}")
       sasl_bootstrap+=("127.0.0.1:${sports[i]}")
+    fi
+    if $proxied; then
+      pick_port
+      pports+=("${picked[-1]}")
+      pick_port
+      aports+=("${picked[-1]}")
     fi
     bootstrap+=("127.0.0.1:${bports[i]}")
     if ((brokers == 1)); then nodes+=("$dir"); else nodes+=("$dir/node-$((i + 1))"); fi
@@ -46,6 +53,11 @@ write_server_properties() {
     listeners+=,SASL_SSL://127.0.0.1:${sports[i]}
     advertised+=,SASL_SSL://127.0.0.1:${sports[i]}
     protocols+=,SASL_SSL:SASL_SSL
+  fi
+  if $proxied; then
+    listeners+=,PROXIED://127.0.0.1:${pports[i]}
+    advertised+=,PROXIED://127.0.0.1:${aports[i]}
+    protocols+=,PROXIED:PLAINTEXT
   fi
   {
     if [[ $KAFKA_MODE == kraft ]]; then
@@ -94,6 +106,18 @@ EOT
     fi
     if $security; then write_sasl_ssl_listener; fi
   } >"$n/server.properties"
+}
+
+# write_proxied_env DIR: where a proxy in front of the PROXIED listeners listens and forwards to.
+write_proxied_env() {
+  local i advertised=() upstreams=()
+  for ((i = 0; i < brokers; i++)); do
+    advertised+=("127.0.0.1:${aports[i]}") upstreams+=("127.0.0.1:${pports[i]}")
+  done
+  {
+    echo "KAFKA_PROXIED_BROKERS=$(IFS=,; echo "${advertised[*]}")"
+    echo "KAFKA_PROXIED_UPSTREAMS=$(IFS=,; echo "${upstreams[*]}")"
+  } >"$1/proxied.env"
 }
 
 # The SASL_SSL listener's settings; Kafka 2.x wants the key encrypted (see tls.sh).

@@ -30,6 +30,14 @@ class Broker:
         self.bootstrap = out.stdout.strip()
         return self.bootstrap
 
+    def proxied(self) -> list[tuple[str, str]]:
+        """With --proxied: each node's (advertised address, listener) pair, for a proxy to listen
+        on the first and forward to the second (kafka/start.sh writes them to DIR/proxied.env)."""
+        env = dict(line.split("=", 1) for line in
+                   (self.dir / "proxied.env").read_text().splitlines() if "=" in line)
+        return list(zip(env["KAFKA_PROXIED_BROKERS"].split(","),
+                        env["KAFKA_PROXIED_UPSTREAMS"].split(",")))
+
     def kill(self, node: int | None = None):
         """SIGKILL: the broker gets no chance to close anything."""
         self._node("kill", node)
