@@ -287,11 +287,28 @@ impl Sink for KafkaSink {
 /// Waits for the broker's acknowledgement of an enqueued record, never past the timeout.
 async fn delivered(report: PendingReport, timeout: Duration) -> Result<Delivery, PublishError> {
     match tokio::time::timeout(timeout + DELIVERY_REPORT_GRACE, report).await {
-        Ok(Ok(Ok(stored))) => Ok(stored),
+        Ok(Ok(Ok(stored))) => confirmed(stored),
         Ok(Ok(Err(error))) => Err(classify(error, timeout)),
         Ok(Err(_canceled)) => Err(PublishError::Failed("the producer was shut down".into())),
         Err(_elapsed) => Err(PublishError::TimedOut(timeout.as_millis())),
     }
+}
+
+/// A report of success names where the record is stored, or it is no proof that it is.
+/// librdkafka reports a retried send that the broker answers DUPLICATE_SEQUENCE_NUMBER as
+/// delivered, without an offset ("previous send succeeded but was not acknowledged"); one such
+/// record, answered 201 with offset -1001, was not in its partition afterwards (fault scenario
+/// 2, a three-node cluster in its first seconds). Answered as a failure that may have stored
+/// the event, a retry under the same Idempotency-Key looks for it before publishing again.
+fn confirmed(stored: Delivery) -> Result<Delivery, PublishError> {
+    if stored.offset < 0 {
+        return Err(PublishError::Failed(format!(
+            "Kafka reported the event delivered to partition {} without its offset; it may not \
+             be stored",
+            stored.partition
+        )));
+    }
+    Ok(stored)
 }
 
 /// Kafka's refusals, permanent or worth retrying.
@@ -323,6 +340,24 @@ fn classify(error: KafkaError, delivery_timeout: Duration) -> PublishError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delivery_without_an_offset_is_not_taken_for_a_stored_event() {
+        let stored = Delivery {
+            partition: 1,
+            offset: 7,
+        };
+        assert_eq!(confirmed(stored).unwrap(), stored);
+        // RD_KAFKA_OFFSET_INVALID, as a DUPLICATE_SEQUENCE_NUMBER "success" reports it.
+        let unplaced = Delivery {
+            partition: 1,
+            offset: -1001,
+        };
+        match confirmed(unplaced) {
+            Err(error @ PublishError::Failed(_)) => assert!(error.is_retryable(), "{error}"),
+            other => panic!("expected a retryable failure, got {other:?}"),
+        }
+    }
 
     #[test]
     fn refusals_for_good_are_told_from_failures_worth_retrying() {
