@@ -101,10 +101,10 @@ impl LiveView {
     /// The kept events `cursor` has not seen (all of them for an empty cursor), and a receiver
     /// of every event reported from now on.
     ///
-    /// The kept events come in each partition's order. They are kept as they arrive, and the
-    /// reader hands over what it read back at start after live records of the same partitions;
-    /// a stream's cursor skips an event that comes after a later one of its partition, so the
-    /// replay would lose it (here, or on the instance a client resumes on).
+    /// The kept events come in each partition's order: a stream's cursor skips an event that
+    /// comes after a later one of its partition, so the replay would lose it (here, or on the
+    /// instance a client resumes on). The reader hands them over in that order, but a history
+    /// record read past its deadline comes after live ones.
     pub fn follow(&self, cursor: &Cursor) -> (Vec<LiveEvent>, broadcast::Receiver<LiveEvent>) {
         let (unseen, receiver) = {
             let inner = lock(&self.inner);
@@ -112,7 +112,7 @@ impl LiveView {
             (unseen.cloned().collect(), self.broadcast.subscribe())
         };
         // Outside the lock: the consumers report to the view meanwhile.
-        (in_partition_order(unseen), receiver)
+        (in_partition_order(unseen, |event| event), receiver)
     }
 
     /// A receiver of every event reported from now on.
@@ -126,22 +126,29 @@ impl LiveView {
 }
 
 /// `events` with each partition's events in offset order, in the places that partition's
-/// events held: the interleaving of partitions stays as it was.
-fn in_partition_order(events: Vec<LiveEvent>) -> Vec<LiveEvent> {
+/// events held: the interleaving of partitions stays as it was. `event` finds each one's record.
+fn in_partition_order<E>(events: Vec<E>, event: impl Fn(&E) -> &ProcessedEvent) -> Vec<E> {
+    let mut order: Vec<usize> = (0..events.len()).collect();
     let mut by_partition: HashMap<(&str, i32), Vec<usize>> = HashMap::new();
-    for (place, event) in events.iter().enumerate() {
-        let partition = (event.topic.as_str(), event.partition);
-        by_partition.entry(partition).or_default().push(place);
+    for (place, e) in events.iter().enumerate() {
+        let e = event(e);
+        by_partition
+            .entry((e.topic.as_str(), e.partition))
+            .or_default()
+            .push(place);
     }
-    let mut sorted = events.clone();
     for places in by_partition.into_values() {
         let mut by_offset = places.clone();
-        by_offset.sort_by_key(|&place| events[place].offset);
+        by_offset.sort_by_key(|&place| event(&events[place]).offset);
         for (place, from) in places.into_iter().zip(by_offset) {
-            sorted[place] = events[from].clone();
+            order[place] = from;
         }
     }
-    sorted
+    let mut events: Vec<Option<E>> = events.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .map(|from| events[from].take().expect("each place is taken once"))
+        .collect()
 }
 
 fn unix_seconds() -> u64 {
@@ -155,7 +162,8 @@ mod tests {
     use super::*;
     use crate::domain::Timestamp;
 
-    fn at(partition: i32, offset: i64) -> ProcessedEvent {
+    /// A movie event of `partition` at `offset`, for the live view's tests.
+    pub(super) fn at(partition: i32, offset: i64) -> ProcessedEvent {
         ProcessedEvent {
             topic: "movie-events".into(),
             partition,

@@ -5,7 +5,8 @@
 //! so it takes nothing from the consumers that process) and never commits. At start it reads,
 //! per partition, up to the last `recent` records already there, to fill the kept events in the
 //! order Kafka timed them: a stream can resume with `Last-Event-ID` on any instance, after a
-//! restart too. Those recorded before the reader was created are kept but not counted: the
+//! restart too. Live records that arrive meanwhile wait for it, so that every partition goes to
+//! the view and its streams in offset order. Those recorded before the reader was created are kept but not counted: the
 //! statistics count the events recorded since this instance started, whichever instance
 //! processed them.
 
@@ -18,7 +19,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use super::{LiveView, ProcessedEvent, read};
+use super::{LiveView, ProcessedEvent, in_partition_order, read};
 use crate::config::KafkaConfig;
 use crate::kafka::client;
 use crate::support::Backoff;
@@ -116,6 +117,10 @@ impl LiveReader {
                     Ok((event, _)) if history.wants(&record) => {
                         history.keep(event, &record);
                     }
+                    // Live records wait for the history of their partitions, to come after it.
+                    Ok((event, _)) if !history.settled => {
+                        history.hold(event, &record);
+                    }
                     Ok((event, _)) => {
                         live.report(event);
                     }
@@ -132,6 +137,7 @@ impl LiveReader {
     fn start(&self) -> anyhow::Result<History> {
         let mut history = History {
             counted_from: self.started_at,
+            most_held: usize::try_from(self.recent).unwrap_or(usize::MAX),
             ..History::default()
         };
         let assignment = self.new_partitions(&mut history)?;
@@ -209,6 +215,10 @@ struct History {
     events: Vec<(i64, ProcessedEvent)>,
     started: Option<Instant>,
     settled: bool,
+    /// Live records held until the history is handed over, and the most that may wait (the
+    /// view keeps no more): past that it is handed over as it is.
+    held: usize,
+    most_held: usize,
     /// Gathered events recorded at or after this time (ms since the epoch) are counted too.
     counted_from: i64,
 }
@@ -225,9 +235,14 @@ impl History {
         self.events.push((time, event));
     }
 
-    /// Once every partition was read to its end at start (or the deadline passed), hands the
-    /// gathered events to `live` in time order; a history record read after that is kept as it
-    /// comes.
+    fn hold(&mut self, event: ProcessedEvent, record: &impl Message) {
+        self.held += 1;
+        self.keep(event, record);
+    }
+
+    /// Once every partition was read to its end at start (or the deadline passed, or too many
+    /// live records wait), hands the gathered events and the live records held meanwhile to
+    /// `live` ([`hand_over`]); a history record read after that is kept as it comes.
     fn settle(&mut self, live: &LiveView, consumer: &BaseConsumer<DefaultConsumerContext>) {
         let started = *self.started.get_or_insert_with(Instant::now);
         if self.settled && self.events.is_empty() {
@@ -242,19 +257,62 @@ impl History {
                         .is_some_and(|position| position >= *end)
                 })
             });
-            if !caught_up && started.elapsed() < HISTORY_DEADLINE {
+            if !caught_up && started.elapsed() < HISTORY_DEADLINE && self.held < self.most_held {
                 return;
             }
             self.settled = true;
         }
-        self.events.sort_by_key(|(time, _)| *time);
-        let counted = self
-            .events
-            .partition_point(|(time, _)| *time < self.counted_from);
-        let mut events = self.events.drain(..).map(|(_, event)| event);
-        live.remember(events.by_ref().take(counted));
-        events.for_each(|event| {
+        hand_over(std::mem::take(&mut self.events), self.counted_from, live);
+    }
+}
+
+/// Hands `events` (each with its record's time) to `live` in time order, but each partition's
+/// in offset order, since a stream skips an event that comes after a later one of its partition:
+/// those recorded before `counted_from` are kept only, the rest reported (counted and
+/// announced to the open streams).
+fn hand_over(mut events: Vec<(i64, ProcessedEvent)>, counted_from: i64, live: &LiveView) {
+    events.sort_by_key(|(time, _)| *time);
+    for (time, event) in in_partition_order(events, |(_, event)| event) {
+        if time < counted_from {
+            live.remember([event]);
+        } else {
             live.report(event);
-        });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::Cursor;
+    use crate::live::tests::at;
+
+    #[test]
+    fn the_history_and_the_live_records_held_meanwhile_go_out_in_each_partitions_order() {
+        let live = LiveView::new(100, 100);
+        let (_, mut stream) = live.follow(&Cursor::default());
+        // Two instances' clocks: partition 0's offset 8 was timed before its offset 7; offset 9
+        // is a live record held while the history was read. Before time 100 nothing is counted.
+        let events = vec![
+            (150, at(0, 7)),
+            (120, at(0, 8)),
+            (50, at(1, 2)),
+            (160, at(0, 9)),
+            (130, at(1, 3)),
+        ];
+        hand_over(events, 100, &live);
+        let (kept, _) = live.follow(&Cursor::default());
+        let kept: Vec<(i32, i64)> = kept.iter().map(|e| (e.partition, e.offset)).collect();
+        assert_eq!(kept, [(1, 2), (0, 7), (1, 3), (0, 8), (0, 9)]);
+        let mut announced = Vec::new();
+        while let Ok(event) = stream.try_recv() {
+            announced.push((event.partition, event.offset));
+        }
+        assert_eq!(
+            announced,
+            [(0, 7), (1, 3), (0, 8), (0, 9)],
+            "(1, 2) is before the count"
+        );
+        assert_eq!(live.stats().processed_total, 4);
     }
 }
