@@ -1,11 +1,11 @@
 """6. Several instances of the service, one Redis: an instance is cut off from the broker's
 answers (its Kafka traffic goes through faults/proxy.py, which stops forwarding them) and killed
 with kill -9 under keyed load, and its clients retry on the others (README, "Idempotent
-retries" and "Several instances"). The promise under test: for one key, on any instance, an event is stored
-at most once. A retry of a request the dead instance had claimed meets its claim (409) until
-the lease lapses, then looks in Kafka for what the dead instance stored and answers that,
-marked replayed; only what is missing is published. So every event must end with a 201 naming
-its one record, and no record may be there twice."""
+retries" and "Several instances"). The promise under test: for one key, on any instance, an
+event is stored at most once. A retry of a request the dead instance had claimed meets its
+claim (409) until the lease lapses, then looks in Kafka for what the dead instance stored and
+answers that, marked replayed; only what is missing is published. So every event must end with
+a 201 naming its one record, and no record may be there twice."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def instance_kill(lab: Lab) -> Outcome:
         # is soon waiting on a request whose event is stored, unanswered, when the kill comes.
         victim, survivors = services[0], services[1:]
         clients = len(range(0, workers, INSTANCES))
-        cut, cut_at = time.monotonic(), time.time()
+        cut = time.monotonic()
         proxy.hold()
         stuck = False
         try:

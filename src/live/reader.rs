@@ -6,9 +6,9 @@
 //! per partition, up to the last `recent` records already there, to fill the kept events in the
 //! order Kafka timed them: a stream can resume with `Last-Event-ID` on any instance, after a
 //! restart too. Live records that arrive meanwhile wait for it, so that every partition goes to
-//! the view and its streams in offset order. Those recorded before the reader was created are kept but not counted: the
-//! statistics count the events recorded since this instance started, whichever instance
-//! processed them.
+//! the view and its streams in offset order. Those read back that were recorded before the
+//! reader was created are kept but not counted: the statistics count the events recorded since
+//! this instance started, whichever instance processed them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -211,8 +211,8 @@ struct History {
     ends: HashMap<(String, i32), i64>,
     /// The partitions assigned.
     read: HashSet<(String, i32)>,
-    /// The events gathered, with their record's time.
-    events: Vec<(i64, ProcessedEvent)>,
+    /// The events gathered.
+    events: Vec<Gathered>,
     started: Option<Instant>,
     settled: bool,
     /// Live records held until the history is handed over, and the most that may wait (the
@@ -231,13 +231,23 @@ impl History {
     }
 
     fn keep(&mut self, event: ProcessedEvent, record: &impl Message) {
-        let time = record.timestamp().to_millis().unwrap_or(0);
-        self.events.push((time, event));
+        let time = time_of(record);
+        let counted = time >= self.counted_from;
+        self.events.push(Gathered {
+            time,
+            counted,
+            event,
+        });
     }
 
+    /// A live record is counted and announced whatever its time, as when none waits.
     fn hold(&mut self, event: ProcessedEvent, record: &impl Message) {
         self.held += 1;
-        self.keep(event, record);
+        self.events.push(Gathered {
+            time: time_of(record),
+            counted: true,
+            event,
+        });
     }
 
     /// Once every partition was read to its end at start (or the deadline passed, or too many
@@ -262,21 +272,32 @@ impl History {
             }
             self.settled = true;
         }
-        hand_over(std::mem::take(&mut self.events), self.counted_from, live);
+        hand_over(std::mem::take(&mut self.events), live);
     }
 }
 
-/// Hands `events` (each with its record's time) to `live` in time order, but each partition's
-/// in offset order, since a stream skips an event that comes after a later one of its partition:
-/// those recorded before `counted_from` are kept only, the rest reported (counted and
-/// announced to the open streams).
-fn hand_over(mut events: Vec<(i64, ProcessedEvent)>, counted_from: i64, live: &LiveView) {
-    events.sort_by_key(|(time, _)| *time);
-    for (time, event) in in_partition_order(events, |(_, event)| event) {
-        if time < counted_from {
-            live.remember([event]);
+/// An event gathered at start: its record's time (ms since the epoch), and whether it is
+/// counted and announced or only kept.
+struct Gathered {
+    time: i64,
+    counted: bool,
+    event: ProcessedEvent,
+}
+
+fn time_of(record: &impl Message) -> i64 {
+    record.timestamp().to_millis().unwrap_or(0)
+}
+
+/// Hands `events` to `live` in time order, but each partition's in offset order, since a stream
+/// skips an event that comes after a later one of its partition: those counted are reported
+/// (counted and announced to the open streams), the others kept only.
+fn hand_over(mut events: Vec<Gathered>, live: &LiveView) {
+    events.sort_by_key(|gathered| gathered.time);
+    for gathered in in_partition_order(events, |gathered| &gathered.event) {
+        if gathered.counted {
+            live.report(gathered.event);
         } else {
-            live.report(event);
+            live.remember([gathered.event]);
         }
     }
 }
@@ -292,25 +313,31 @@ mod tests {
         let live = LiveView::new(100, 100);
         let (_, mut stream) = live.follow(&Cursor::default());
         // Two instances' clocks: partition 0's offset 8 was timed before its offset 7; offset 9
-        // is a live record held while the history was read. Before time 100 nothing is counted.
+        // is a live record held while the history was read, counted though its producer timed
+        // it early. Read back, what was recorded before time 100 is not counted.
+        let gathered = |time, counted_from, event| Gathered {
+            time,
+            counted: time >= counted_from,
+            event,
+        };
         let events = vec![
-            (150, at(0, 7)),
-            (120, at(0, 8)),
-            (50, at(1, 2)),
-            (160, at(0, 9)),
-            (130, at(1, 3)),
+            gathered(150, 100, at(0, 7)),
+            gathered(120, 100, at(0, 8)),
+            gathered(50, 100, at(1, 2)),
+            gathered(60, i64::MIN, at(0, 9)),
+            gathered(130, 100, at(1, 3)),
         ];
-        hand_over(events, 100, &live);
+        hand_over(events, &live);
         let (kept, _) = live.follow(&Cursor::default());
         let kept: Vec<(i32, i64)> = kept.iter().map(|e| (e.partition, e.offset)).collect();
-        assert_eq!(kept, [(1, 2), (0, 7), (1, 3), (0, 8), (0, 9)]);
+        assert_eq!(kept, [(1, 2), (0, 7), (0, 8), (1, 3), (0, 9)]);
         let mut announced = Vec::new();
         while let Ok(event) = stream.try_recv() {
             announced.push((event.partition, event.offset));
         }
         assert_eq!(
             announced,
-            [(0, 7), (1, 3), (0, 8), (0, 9)],
+            [(0, 7), (0, 8), (1, 3), (0, 9)],
             "(1, 2) is before the count"
         );
         assert_eq!(live.stats().processed_total, 4);
