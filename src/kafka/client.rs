@@ -17,10 +17,21 @@ fn with_options(mut config: ClientConfig, options: &BTreeMap<String, String>) ->
 /// The producer queue's size limit in KiB (librdkafka's default is 1 GiB).
 const QUEUE_MAX_KBYTES: u32 = 64 * 1024;
 
+/// The longest pause between attempts to reach a broker that is away.
+const RECONNECT_BACKOFF_MAX_MS: u32 = 1000;
+
 /// The settings every client shares: brokers, then the `RDKAFKA_*` pass-through options.
 pub fn common(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &kafka.brokers);
+    config
+        .set("bootstrap.servers", &kafka.brokers)
+        // librdkafka doubles the pause between attempts to reach a broker up to 10 s: a broker
+        // back after an outage of a few delivery timeouts waited up to that long for the service
+        // to come back to it (RELIABILITY.md, scenario 5), answering 500s meanwhile.
+        .set(
+            "reconnect.backoff.max.ms",
+            RECONNECT_BACKOFF_MAX_MS.to_string(),
+        );
     with_options(config, &kafka.client_options)
 }
 
@@ -108,4 +119,29 @@ fn with_statistics(config: &mut ClientConfig, kafka: &KafkaConfig) {
         "statistics.interval.ms",
         kafka.statistics_interval.as_millis().to_string(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn kafka(vars: &[(&str, &str)]) -> KafkaConfig {
+        Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .unwrap()
+            .kafka
+    }
+
+    #[test]
+    fn every_client_tries_a_broker_that_is_away_again_within_a_second_unless_told_otherwise() {
+        let default = kafka(&[]);
+        for config in [producer(&default), consumer(&default), reader(&default)] {
+            assert_eq!(config.get("reconnect.backoff.max.ms"), Some("1000"));
+        }
+        let told = kafka(&[("RDKAFKA_RECONNECT_BACKOFF_MAX_MS", "5000")]);
+        assert_eq!(
+            producer(&told).get("reconnect.backoff.max.ms"),
+            Some("5000")
+        );
+    }
 }
