@@ -256,7 +256,7 @@ def long_outage(lab: Lab) -> Outcome:
                   else f"not within {stopped - revived:.0f} s")
     outcome.notes.append(f"baseline {rate:.0f} 201/s; outage {revived - killed:.0f} s, "
                          f"delivery timeout {delivery_ms / 1000:.0f} s; 201/s in each second "
-                         f"after the restart: {per_second(traffic, revived, 12)}")
+                         f"after the restart: {per_second(traffic, revived, min(stopped, revived + 12))}")
     finish(outcome, traffic.answers, traffic.crashes, lab.broker, lab.topic(name), lab.tag(name),
            faults=[(killed, recovered_at)])
     return outcome
@@ -272,10 +272,11 @@ def steady_rate(traffic: Traffic, before: float) -> float:
     return statistics.median(counts)
 
 
-def per_second(traffic: Traffic, since: float, seconds: int) -> list[int]:
-    counts = [0] * seconds
+def per_second(traffic: Traffic, since: float, until: float) -> list[int]:
+    """The 201s answered in each whole second from `since` to `until`."""
+    counts = [0] * max(1, int(until - since))
     for a in traffic.answers:
-        if a.acked and 0 <= a.done - since < seconds:
+        if a.acked and 0 <= a.done - since < len(counts):
             counts[int(a.done - since)] += 1
     return counts
 
