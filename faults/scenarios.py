@@ -264,12 +264,7 @@ def long_outage(lab: Lab) -> Outcome:
 
 def steady_rate(traffic: Traffic, before: float) -> float:
     """The median of the 201s per second in the BASELINE_SECONDS whole seconds before `before`."""
-    counts = [0] * BASELINE_SECONDS
-    for a in traffic.answers:
-        age = before - a.done
-        if a.acked and 0 <= age < BASELINE_SECONDS:
-            counts[int(age)] += 1
-    return statistics.median(counts)
+    return statistics.median(per_second(traffic, before - BASELINE_SECONDS, before))
 
 
 def per_second(traffic: Traffic, since: float, until: float) -> list[int]:

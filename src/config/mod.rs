@@ -272,10 +272,11 @@ fn otlp_endpoint(env: &Env) -> anyhow::Result<Option<String>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    pub(super) fn config(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+    /// The configuration these variables give, and no others: the tests' way to build one.
+    pub(crate) fn config(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
         Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 

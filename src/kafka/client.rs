@@ -124,12 +124,10 @@ fn with_statistics(config: &mut ClientConfig, kafka: &KafkaConfig) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::config::tests::config;
 
     fn kafka(vars: &[(&str, &str)]) -> KafkaConfig {
-        Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-            .unwrap()
-            .kafka
+        config(vars).unwrap().kafka
     }
 
     #[test]
