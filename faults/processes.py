@@ -8,6 +8,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-from harness import Broker, Failure, Service, wait_until  # noqa: E402
+from harness import Broker, Failure, Service, tail, wait_until  # noqa: E402
 
-__all__ = ["Broker", "Failure", "Service", "wait_until"]
+__all__ = ["Broker", "Failure", "Service", "tail", "wait_until"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from processes import Broker, Failure, Service, wait_until
+from processes import Broker, Failure, Service, tail, wait_until
 from ledger import FOREVER, Answer, Tally, committed_everything, read_topic, tally
 from traffic import Traffic, post_batches
 
@@ -137,6 +137,8 @@ def exits_zero(outcome: Outcome, service: Service, **stop) -> tuple[int, float]:
     code, took = service.stop(**stop)
     outcome.check(f"the service ({service.log.stem}) exits 0 on SIGTERM", code == 0,
                   f"status {code} after {took:.2f} s")
+    if code != 0:  # the shutdown's own lines say what it waited on
+        print(f"faults: the end of {service.log}:\n{tail(service.log, 25)}", flush=True)
     return code, took
 
 

@@ -8,6 +8,7 @@ kafka.py), in Python; shell scripts reach the same code through harness.sh and _
 """
 
 from .kafka import Broker
-from .service import Failure, Service, build, environment, free_port, wait_until
+from .service import Failure, Service, build, environment, free_port, tail, wait_until
 
-__all__ = ["Broker", "Failure", "Service", "build", "environment", "free_port", "wait_until"]
+__all__ = ["Broker", "Failure", "Service", "build", "environment", "free_port", "tail",
+           "wait_until"]

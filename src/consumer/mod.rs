@@ -14,7 +14,7 @@ mod processor;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rdkafka::Message;
@@ -113,7 +113,7 @@ impl Consumers {
             let stop = stop.clone();
             running.push(tokio::task::spawn_blocking(move || {
                 consume(&consumer, &processor, holds, &metrics, &stop);
-                commit_and_close(consumer);
+                commit_and_close(consumer, &topic);
             }));
         }
         for consumer in running {
@@ -167,13 +167,17 @@ fn consume(
     }
 }
 
-/// Commits the stored offsets and leaves the group. Both may wait on the broker; the shutdown
-/// deadline bounds how long the service waits for them.
-fn commit_and_close(consumer: BaseConsumer<GroupContext>) {
+/// Commits the stored offsets and leaves the group. Both may wait on the broker (on a group
+/// coordinator that died, until the cluster moves the group); the shutdown deadline bounds how
+/// long the service waits for them.
+fn commit_and_close(consumer: BaseConsumer<GroupContext>, topic: &str) {
+    let started = Instant::now();
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => {}
         Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
         Err(e) => tracing::warn!("[CONSUMER] Final commit failed: {e}"),
     }
     drop(consumer);
+    let took = started.elapsed().as_millis();
+    tracing::info!("[CONSUMER] Stopped consumer for topic {topic} (commit and close: {took} ms)");
 }

@@ -46,7 +46,8 @@ pub struct Application {
     state: AppState,
     sink: Arc<KafkaSink>,
     processor: Processor,
-    background: Vec<JoinHandle<()>>,
+    /// What runs beside the HTTP server until `stop`, each named for the shutdown's log.
+    background: Vec<(&'static str, JoinHandle<()>)>,
     stop: CancellationToken,
     /// Stops everything when the application is dropped without a shutdown (a test that
     /// failed, a runtime shutting down): the consumers' threads end, and the runtime with them.
@@ -119,28 +120,36 @@ impl Application {
             false => None,
         };
         let mut background = vec![
-            tokio::spawn(health::run_checks(
-                sink.clone(),
-                (*topics).clone(),
-                config.kafka.topic_replication_factor,
-                config.kafka.health_interval,
-                status_tx,
-                stop.clone(),
-            )),
-            tokio::spawn(provision_then_consume(
-                config.kafka.clone(),
-                topics,
-                kafka_status,
-                consumers,
-                stop.clone(),
-            )),
+            (
+                "the Kafka health check",
+                tokio::spawn(health::run_checks(
+                    sink.clone(),
+                    (*topics).clone(),
+                    config.kafka.topic_replication_factor,
+                    config.kafka.health_interval,
+                    status_tx,
+                    stop.clone(),
+                )),
+            ),
+            (
+                "the consumers (their final commit)",
+                tokio::spawn(provision_then_consume(
+                    config.kafka.clone(),
+                    topics,
+                    kafka_status,
+                    consumers,
+                    stop.clone(),
+                )),
+            ),
         ];
         if let Some(redis) = redis {
             let interval = config.kafka.health_interval;
-            background.push(tokio::spawn(redis.keep_connected(interval, stop.clone())));
+            let task = tokio::spawn(redis.keep_connected(interval, stop.clone()));
+            background.push(("the Redis connection", task));
         }
         if let Some(registry) = schema_registry {
-            background.push(tokio::spawn(registry.keep_registered(stop.clone())));
+            let task = tokio::spawn(registry.keep_registered(stop.clone()));
+            background.push(("the schema registration", task));
         }
         background.extend(upkeep(&state, &stop));
         Ok(Self {
@@ -204,11 +213,11 @@ impl Application {
             Ok(Ok(())) => tracing::info!("HTTP server stopped"),
             Ok(Err(join_error)) => {
                 tracing::error!("HTTP server task failed: {join_error}");
-                unfinished.push("the HTTP server failed");
+                unfinished.push("the HTTP server failed".to_owned());
             }
             Err(_) => {
                 tracing::warn!("Requests were still in flight at the shutdown deadline");
-                unfinished.push("requests were still in flight");
+                unfinished.push("requests were still in flight".to_owned());
             }
         }
 
@@ -218,24 +227,24 @@ impl Application {
             Ok(Ok(())) => tracing::info!("[PRODUCER] Flushed"),
             Ok(Err(error)) => {
                 tracing::warn!("[PRODUCER] Flush incomplete: {error}");
-                unfinished.push("the producer was not flushed");
+                unfinished.push("the producer was not flushed".to_owned());
             }
             Err(join_error) => {
                 tracing::error!("[PRODUCER] Flush failed: {join_error}");
-                unfinished.push("the producer was not flushed");
+                unfinished.push("the producer was not flushed".to_owned());
             }
         }
 
-        for task in self.background {
+        for (name, task) in self.background {
             if timeout_at(deadline, task).await.is_err() {
-                tracing::warn!("A background task did not stop before the shutdown deadline");
-                unfinished.push("a background task (the consumers' commit, say) did not stop");
+                tracing::warn!("{name} did not stop before the shutdown deadline");
+                unfinished.push(format!("{name} did not stop"));
                 break;
             }
         }
         if !unfinished.is_empty() {
             bail!(
-                "the shutdown did not finish within SHUTDOWN_TIMEOUT_MS ({} ms): {}",
+                "the shutdown did not finish within SHUTDOWN_TIMEOUT_MS ({} ms): {} did not stop",
                 self.shutdown_timeout.as_millis(),
                 unfinished.join("; ")
             );
@@ -247,30 +256,27 @@ impl Application {
 
 /// The periodic upkeep of the state: histograms folded, idle rate-limit buckets and old
 /// idempotency answers forgotten.
-fn upkeep(state: &AppState, stop: &CancellationToken) -> Vec<JoinHandle<()>> {
+fn upkeep(state: &AppState, stop: &CancellationToken) -> Vec<(&'static str, JoinHandle<()>)> {
     let metrics = state.metrics.clone();
-    let mut tasks = vec![tokio::spawn(every(UPKEEP_EVERY, stop.clone(), move || {
-        metrics.upkeep();
-        std::future::ready(())
-    }))];
-    let idempotency = state.idempotency.store.clone();
-    tasks.push(tokio::spawn(every(
-        FORGET_OLD_ANSWERS_EVERY,
-        stop.clone(),
-        move || {
-            idempotency.expire();
+    let mut tasks = vec![(
+        "the metrics' upkeep",
+        tokio::spawn(every(UPKEEP_EVERY, stop.clone(), move || {
+            metrics.upkeep();
             std::future::ready(())
-        },
-    )));
+        })),
+    )];
+    let idempotency = state.idempotency.store.clone();
+    let expire = every(FORGET_OLD_ANSWERS_EVERY, stop.clone(), move || {
+        idempotency.expire();
+        std::future::ready(())
+    });
+    tasks.push(("the idempotency sweep", tokio::spawn(expire)));
     if let Some(rate_limit) = state.rate_limit.clone() {
-        tasks.push(tokio::spawn(every(
-            FORGET_IDLE_CLIENTS_EVERY,
-            stop.clone(),
-            move || {
-                rate_limit.forget_idle_clients();
-                std::future::ready(())
-            },
-        )));
+        let forget = every(FORGET_IDLE_CLIENTS_EVERY, stop.clone(), move || {
+            rate_limit.forget_idle_clients();
+            std::future::ready(())
+        });
+        tasks.push(("the rate limit's sweep", tokio::spawn(forget)));
     }
     tasks
 }
