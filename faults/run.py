@@ -9,6 +9,7 @@ Scenarios: broker-crash, leader-kills, sigterm, consumer-crash, long-outage, ins
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -25,6 +26,13 @@ from scenarios import Lab, Outcome
 
 # In the order they run. The scenario with several instances and a Redis has a module of its own.
 ALL = {**scenarios.ALL, "instance-kill": instance_kill}
+
+# The brokers' JIT: C1 alone (a caller's KAFKA_OPTS come after, and win). With C2, a broker's
+# compiler threads share the two cores with the load for tens of seconds after every start, so
+# a broker restarted in a scenario ran at about 70% of the warm one it replaced for over 35 s
+# (1 run in 4; C1 alone: back to 90% within 2.4-4.7 s in 4 of 4), and scenario 5's recovery
+# check measured the JVM's warm-up instead of the service (RELIABILITY.md).
+BROKER_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
 
 # The columns are defined in ledger.py's docstring; every one after "stored" must be 0.
 HEADER = ["scenario", "sent", "201", "5xx / no answer", "stored", "lost", "wrong", "duplicated",
@@ -46,6 +54,8 @@ def main() -> int:
         say(f"the ledger's self-test failed: {'; '.join(failed)}")
         return 1
 
+    # kafka/start.sh and kafka/node.sh (a revived broker) both read it.
+    os.environ["KAFKA_OPTS"] = f"{BROKER_JVM_OPTIONS} {os.environ.get('KAFKA_OPTS', '')}".strip()
     work = Path(tempfile.mkdtemp(prefix="faults-"))
     lab = Lab(binary=args.binary.resolve(), work=work, run=uuid.uuid4().hex[:8], full=args.full)
     needs_broker = any(name != "leader-kills" for name in args.scenarios)
