@@ -103,10 +103,10 @@ impl Redis {
         script: &Script,
         invocation: impl FnOnce(&mut ScriptInvocation<'_>),
     ) -> Result<T, Unavailable> {
-        let Some(connection) = self.0.connection.get() else {
-            return Err(Unavailable("not connected yet".to_owned()));
+        let mut connection = match self.0.connection.get() {
+            Some(connection) => connection.clone(),
+            None => self.first_connection().await?,
         };
-        let mut connection = connection.clone();
         let mut call = script.prepare_invoke();
         invocation(&mut call);
         match tokio::time::timeout(self.0.timeout, call.invoke_async(&mut connection)).await {
@@ -117,6 +117,16 @@ impl Redis {
                 self.0.timeout.as_millis()
             ))),
         }
+    }
+
+    /// The connection, for a request that came before there was one: at start-up it waits, within
+    /// the timeout, for the first connection attempt to finish, so that an instance that is
+    /// ready (readiness is Kafka's) does not refuse its first keyed requests while it connects.
+    async fn first_connection(&self) -> Result<ConnectionManager, Unavailable> {
+        let mut status = self.0.status.subscribe();
+        let checked = status.wait_for(|status| status.checked_at.is_some());
+        let _ = tokio::time::timeout(self.0.timeout, checked).await;
+        (self.0.connection.get().cloned()).ok_or_else(|| Unavailable("not connected".to_owned()))
     }
 
     /// Connects (again and again until Redis answers), then pings every `interval`, publishing
