@@ -29,7 +29,7 @@ trap stop_all EXIT
 mkdir -p registry/.run
 registry/start.sh --dir "$registry_dir" >"$registry_dir.url" 2>"$registry_dir.log" &
 registry_start=$!
-# Redis for the tests of several instances sharing state (tests/kafka/shared.rs).
+# Redis for the tests of several instances sharing state (tests/kafka/shared/).
 TEST_REDIS_URL=$(redis/start.sh --dir "$redis_dir")
 export TEST_REDIS_URL
 TEST_KAFKA_BROKERS=$(kafka/start.sh --dir "$broker_dir" --auto-create false --security)

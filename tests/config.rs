@@ -61,9 +61,9 @@ const ELSEWHERE: &[(&str, &str)] = &[
     ("RDKAFKA_<NAME>", "tests/kafka/security.rs"),
     ("RDKAFKA_PRODUCER_<NAME>", "tests/kafka/process.rs"),
     ("RDKAFKA_CONSUMER_<NAME>", "tests/kafka/consumers.rs"),
-    ("REDIS_URL", "tests/kafka/shared.rs"),
-    ("REDIS_KEY_PREFIX", "tests/kafka/shared.rs"),
-    ("REDIS_TIMEOUT_MS", "tests/kafka/shared.rs"),
+    ("REDIS_URL", "tests/kafka/shared/mod.rs"),
+    ("REDIS_KEY_PREFIX", "tests/kafka/shared/mod.rs"),
+    ("REDIS_TIMEOUT_MS", "tests/kafka/shared/redis_trouble.rs"),
     (
         "SCHEMA_REGISTRY_URL",
         "tests/kafka/schema_registry.rs (a real Apicurio Registry)",
