@@ -244,7 +244,7 @@ impl Application {
         }
         if !unfinished.is_empty() {
             bail!(
-                "the shutdown did not finish within SHUTDOWN_TIMEOUT_MS ({} ms): {} did not stop",
+                "the shutdown did not finish within SHUTDOWN_TIMEOUT_MS ({} ms): {}",
                 self.shutdown_timeout.as_millis(),
                 unfinished.join("; ")
             );
