@@ -28,10 +28,11 @@ from scenarios import Lab, Outcome
 ALL = {**scenarios.ALL, "instance-kill": instance_kill}
 
 # The brokers' JIT: C1 alone (a caller's KAFKA_OPTS come after, and win). With C2, a broker's
-# compiler threads share the two cores with the load for tens of seconds after every start, so
-# a broker restarted in a scenario ran at about 70% of the warm one it replaced for over 35 s
-# (1 run in 4; C1 alone: back to 90% within 2.4-4.7 s in 4 of 4), and scenario 5's recovery
-# check measured the JVM's warm-up instead of the service (RELIABILITY.md).
+# hot code runs in the JIT's profiling tier until C2 has compiled it, which on two busy cores
+# takes tens of seconds after every start, so a broker restarted in a scenario ran at about 70%
+# of the warm one it replaced for over 35 s (1 run in 4; C1 alone: back to 90% within 2.4-4.7 s
+# in 4 of 4), and scenario 5's recovery check measured the JVM's warm-up instead of the service
+# (RELIABILITY.md).
 BROKER_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
 
 # The columns are defined in ledger.py's docstring; every one after "stored" must be 0.
