@@ -73,13 +73,26 @@ pub fn consumer(kafka: &KafkaConfig) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", &kafka.auto_offset_reset)
         .set("enable.partition.eof", "false");
+    with_full_fetches(&mut config);
     with_statistics(&mut config, kafka);
     with_options(config, &kafka.consumer_options)
 }
 
-/// A live-view fetch waits for this much data, or [`LIVE_FETCH_WAIT_MS`].
-const LIVE_FETCH_MIN_BYTES: u32 = 64 * 1024;
-const LIVE_FETCH_WAIT_MS: u32 = 100;
+/// A fetch waits at the broker for this much data, or [`FETCH_WAIT_MS`].
+const FETCH_MIN_BYTES: u32 = 64 * 1024;
+const FETCH_WAIT_MS: u32 = 100;
+
+/// Fetches that wait for 64 KiB or 100 ms, for the group's consumers and the live view's
+/// reader. librdkafka's default (`fetch.min.bytes` 1) has the broker, on the same cores as
+/// everything else, answer a fetch the moment each record lands: at concurrency 1 that was one
+/// fetch, two thread wake-ups and a lone record processed per request, 0.05 to 0.1 ms of each
+/// request's time; under load, many small fetches (BENCHMARKS.md, "What the consumers cost").
+/// Idle, a record is read within 100 ms. `RDKAFKA_CONSUMER_*` may set either.
+fn with_full_fetches(config: &mut ClientConfig) {
+    config
+        .set("fetch.min.bytes", FETCH_MIN_BYTES.to_string())
+        .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string());
+}
 
 /// A reader outside the group: assigned its partitions with explicit offsets, never joining the
 /// group (it does not subscribe) nor committing. It names the group all the same, as
@@ -90,15 +103,12 @@ pub fn reader(kafka: &KafkaConfig) -> ClientConfig {
     reader_with(common(kafka), kafka)
 }
 
-/// The live view's reader ([`crate::live`]), a [`reader`] of every partition. Under load the
-/// broker answers its fetch once 64 KiB are there, not at every record: it then costs the broker
-/// (on the same cores as everything else) few, full fetches, and the service 10% more requests
-/// a second at c64 (BENCHMARKS.md); idle, a record reaches the live view within 100 ms.
-/// `RDKAFKA_CONSUMER_*` may set either.
+/// The live view's reader ([`crate::live`]), a [`reader`] of every partition, with full
+/// fetches as the group's consumers: it then costs the broker few fetches, and the service 10%
+/// more requests a second at c64 (BENCHMARKS.md). `RDKAFKA_CONSUMER_*` may set either.
 pub fn live_reader(kafka: &KafkaConfig) -> ClientConfig {
     let mut base = common(kafka);
-    base.set("fetch.min.bytes", LIVE_FETCH_MIN_BYTES.to_string())
-        .set("fetch.wait.max.ms", LIVE_FETCH_WAIT_MS.to_string());
+    with_full_fetches(&mut base);
     reader_with(base, kafka)
 }
 
@@ -141,5 +151,20 @@ mod tests {
             producer(&told).get("reconnect.backoff.max.ms"),
             Some("5000")
         );
+    }
+
+    #[test]
+    fn the_groups_consumers_and_the_live_reader_fetch_in_full_unless_told_otherwise() {
+        let default = kafka(&[]);
+        for config in [consumer(&default), live_reader(&default)] {
+            assert_eq!(config.get("fetch.min.bytes"), Some("65536"));
+            assert_eq!(config.get("fetch.wait.max.ms"), Some("100"));
+        }
+        // The searches for earlier attempts answer a request: they never wait for more.
+        assert_eq!(reader(&default).get("fetch.wait.max.ms"), None);
+        let told = kafka(&[("RDKAFKA_CONSUMER_FETCH_WAIT_MAX_MS", "10")]);
+        for config in [consumer(&told), live_reader(&told)] {
+            assert_eq!(config.get("fetch.wait.max.ms"), Some("10"));
+        }
     }
 }
