@@ -166,29 +166,41 @@ def verdict(ok):
 
 def spread_rows(d):
     """The runs of concurrency 1 and 64: medians, with the range over the runs, and the targets
-    held in every run (issue 12: c1 median ≤ 0.3 ms, c64 p99 ≤ 20 ms)."""
+    held in every run (issue 12: c1 median ≤ 0.3 ms, c64 p99 ≤ 20 ms); then the floor's c1 runs,
+    each beside one of the service's, and the ratio of the two medians run by run."""
     n = d.get("runs") or 0
     rows = []
+
+    def spread(runs, field, fmt):
+        values = sorted(r[field] for r in runs if r[field] is not None)
+        if not values:
+            return "n/a"
+        return f"{fmt(statistics.median(values))} ({fmt(values[0])}–{fmt(values[-1])})"
+
+    def row(what, runs, target):
+        return [
+            f"{what}, {len(runs)} runs",
+            f"closed loop, {d.get('run_secs')} s each; median (min–max) over the runs",
+            spread(runs, "ok_rps", lambda x: f"{fmt_int(x)} req/s"),
+            spread(runs, "p50_ms", fmt_ms), spread(runs, "p99_ms", fmt_ms),
+            "; ".join(p for p in (problems(r) for r in runs) if p != "0") or "0",
+            target,
+        ]
+
     for c, key, bound, what in ((1, "p50_ms", 0.3, "p50 ≤ 0.3 ms"), (64, "p99_ms", 20, "p99 ≤ 20 ms")):
         runs = [r for r in (d.get(f"run{i}_c{c}") for i in range(1, n + 1)) if r]
         if not runs:
             continue
-
-        def spread(field, fmt):
-            values = sorted(r[field] for r in runs if r[field] is not None)
-            if not values:
-                return "n/a"
-            return f"{fmt(statistics.median(values))} ({fmt(values[0])}–{fmt(values[-1])})"
-
         held = sum(1 for r in runs if r[key] is not None and r[key] <= bound)
-        rows.append([
-            f"POST /movie, concurrency {c}, {len(runs)} runs",
-            f"closed loop, {d.get('run_secs')} s each; median (min–max) over the runs",
-            spread("ok_rps", lambda x: f"{fmt_int(x)} req/s"),
-            spread("p50_ms", fmt_ms), spread("p99_ms", fmt_ms),
-            "; ".join(p for p in (problems(r) for r in runs) if p != "0") or "0",
-            f"{what} in {held} of {len(runs)}" + verdict(held == len(runs)),
-        ])
+        target = f"{what} in {held} of {len(runs)}" + verdict(held == len(runs))
+        rows.append(row(f"POST /movie, concurrency {c}", runs, target))
+    pairs = [(d.get(f"run{i}_c1"), d.get(f"run{i}_floor")) for i in range(1, n + 1)]
+    pairs = [(s, f) for s, f in pairs if s and f]
+    if pairs:
+        ratios = sorted(s["p50_ms"] / f["p50_ms"] for s, f in pairs if s["p50_ms"] and f["p50_ms"])
+        ratio = (f"service ÷ floor p50: {statistics.median(ratios):.2f} ({ratios[0]:.2f}–{ratios[-1]:.2f})"
+                 if ratios else "")
+        rows.append(row("The floor (examples/floor.rs), concurrency 1", [f for _, f in pairs], ratio))
     return rows
 
 

@@ -11,7 +11,7 @@
 #   BENCH_WARMUP_SECS  seconds of warm-up before the first single-POST and batch phases (default 2)
 #   BENCH_PARTITIONS   partitions of every topic, the service's and the raw producer's (default 1)
 #   BENCH_BURST        events in the consumer catch-up burst (default 100000)
-#   BENCH_RUNS         runs of concurrency 1 and 64 for the spread (default 5)
+#   BENCH_RUNS         runs of concurrency 1 and 64, and of the floor at 1, for the spread (default 5)
 #   BENCH_RUN_SECS     seconds of each of those runs (default 4)
 #   BENCH_KEEP=1       keep the work dir (service log, oha reports) even when all went well
 # The service keeps its default log level (info): its per-event log lines are part of what is
@@ -19,7 +19,7 @@
 #
 # Budget, measured on the 2-core machine with the release build cached: broker ~4 s, idle memory
 # 3 s, single POST 2 + 4 × 9 s, open loop 9 s, batch 2 + 3 × 9 s, catch-up ~3 s, raw producer
-# ~13 s (two JVM runs), overload ~15 s, the five runs of c1 and c64 ~45 s, the gzip batch ~9 s,
+# ~13 s (two JVM runs), overload ~15 s, the five runs of c1, the floor and c64 ~70 s, the gzip batch ~9 s,
 # stopping ~1 s: about 3 minutes (6 at most). The
 # catch-up phase (9) runs before the raw producer (8) so that the producer has the machine to
 # itself while the service's consumers are idle.
@@ -45,6 +45,7 @@ RESULTS=$WORK/results.json
 BROKER_DIR=$WORK/kafka
 SERVICE_LOG=$WORK/service.log
 lag_pid=''
+floor_pid=''
 failures=()
 
 log() { echo "bench [${SECONDS}s]: $*" >&2; }
@@ -57,10 +58,11 @@ fail_later() { log "FAILURE: $*"; failures+=("$*"); res note "FAILURE: $*"; }
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
-  if [[ -n $lag_pid ]]; then
-    kill "$lag_pid" 2>/dev/null || true
-    wait "$lag_pid" 2>/dev/null || true
-  fi
+  for pid in "$lag_pid" "$floor_pid"; do
+    [[ -n $pid ]] || continue
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   harness_cleanup
   if ((status == 130 || status == 143)) && [[ ${BENCH_KEEP:-} != 1 ]]; then
     log "interrupted"
@@ -89,8 +91,9 @@ res set secs "$SECS"
 log "1. build and tools"
 scripts/bootstrap.sh --broker --smoke   # curl
 harness_build
-cargo build --release --locked --example consumer_lag
+cargo build --release --locked --example consumer_lag --example floor
 LAG_BIN=$ROOT/target/release/examples/consumer_lag
+FLOOR_BIN=$ROOT/target/release/examples/floor
 
 # oha from crates.io. 1.16.0 does not compile with --no-default-features alone (its client code
 # needs one TLS feature), so take native-tls: the system OpenSSL, no extra C build.
@@ -170,14 +173,39 @@ res set max_rps "$max_rps"
 
 # ---------------------------------------------------------------- 5b. the spread over runs
 # The idle median and the loaded tail, BENCH_RUNS times each, alternating: one run can be lucky.
-log "5b. concurrency 1 and 64, $RUNS runs of ${RUN_SECS}s each"
+# Beside each c1 run, the floor (examples/floor.rs: a bare hyper server with one producer,
+# acks=all, idempotent, linger 0) on the same broker, with as many tokio workers as the service
+# has, on a topic of its own (its records are not events: the service's consumers would
+# dead-letter them): the machine's mood changes from hour to hour, and the ratio tells what is
+# the service's.
+log "5b. concurrency 1 and 64, $RUNS runs of ${RUN_SECS}s each, and the floor at concurrency 1"
+FLOOR_TOPIC=bench-floor-$$
+kafka/tool.sh org.apache.kafka.tools.TopicCommand --bootstrap-server "$BROKERS" --create \
+  --topic "$FLOOR_TOPIC" --partitions 1 --replication-factor 1 >&2
+FLOOR_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cpus=$(nproc)
+TOKIO_WORKER_THREADS=$((cpus > 1 ? cpus - 1 : 1)) "$FLOOR_BIN" --brokers "$BROKERS" \
+  --topic "$FLOOR_TOPIC" --port "$FLOOR_PORT" >"$WORK/floor.log" 2>&1 &
+floor_pid=$!
+FLOOR_URL=http://127.0.0.1:$FLOOR_PORT/
+floor_up() { curl -s -o /dev/null -w '%{http_code}' -X POST --data-binary "@$WORK/single.json" "$FLOOR_URL" 2>/dev/null; }
+deadline=$((SECONDS + 30))
+until [[ $(floor_up) == 201 ]]; do
+  ((SECONDS < deadline)) || die "the floor did not answer 201 within 30 s (see $WORK/floor.log)"
+  sleep 0.2
+done
 res set runs "$RUNS"
 res set run_secs "$RUN_SECS"
 for ((i = 1; i <= RUNS; i++)); do
-  for c in 1 64; do
-    oha_run "run${i}_c$c" 1 "$WORK/single.json" movie -z "${RUN_SECS}s" -w -c "$c"
-  done
+  oha_run "run${i}_c1" 1 "$WORK/single.json" movie -z "${RUN_SECS}s" -w -c 1
+  "$OHA" --no-tui --output-format json -o "$WORK/run${i}_floor.json" -m POST \
+    -T application/json -D "$WORK/single.json" -t 30s -z "${RUN_SECS}s" -w -c 1 "$FLOOR_URL"
+  res oha "run${i}_floor" "$WORK/run${i}_floor.json" 1
+  oha_run "run${i}_c64" 1 "$WORK/single.json" movie -z "${RUN_SECS}s" -w -c 64
 done
+kill "$floor_pid" 2>/dev/null || true
+wait "$floor_pid" 2>/dev/null || true
+floor_pid=''
 
 # ---------------------------------------------------------------- 6. open loop at half the max
 # The closed-loop phases leave the consumers a backlog (up to ~300,000 events after c256); the
