@@ -86,8 +86,8 @@ const FETCH_WAIT_MS: u32 = 100;
 /// reader. librdkafka's default (`fetch.min.bytes` 1) has the broker, on the same cores as
 /// everything else, answer a fetch the moment each record lands: at concurrency 1 that was one
 /// fetch, two thread wake-ups and a lone record processed per request, 0.05 to 0.1 ms of each
-/// request's time; under load, many small fetches (BENCHMARKS.md, "What the consumers cost").
-/// Idle, a record is read within 100 ms. `RDKAFKA_CONSUMER_*` may set either.
+/// request's time; under load, many small fetches (BENCHMARKS.md, "Consumers that fetched every
+/// record"). Idle, a record is read within 100 ms. `RDKAFKA_CONSUMER_*` may set either.
 fn with_full_fetches(config: &mut ClientConfig) {
     config
         .set("fetch.min.bytes", FETCH_MIN_BYTES.to_string())
