@@ -19,8 +19,8 @@
 #
 # Budget, measured on the 2-core machine with the release build cached: broker ~4 s, idle memory
 # 3 s, single POST 2 + 4 × 9 s, open loop 9 s, batch 2 + 3 × 9 s, catch-up ~3 s, raw producer
-# ~13 s (two JVM runs), overload ~15 s, the five runs of c1, the floor and c64 ~70 s, the gzip batch ~9 s,
-# stopping ~1 s: about 3 minutes (6 at most). The
+# ~13 s (two JVM runs), overload ~15 s, the five runs of c1, the floor and c64 ~70 s, the gzip
+# batch ~9 s, stopping ~1 s: about 3 minutes (6 at most). The
 # catch-up phase (9) runs before the raw producer (8) so that the producer has the machine to
 # itself while the service's consumers are idle.
 set -euo pipefail
@@ -55,14 +55,17 @@ res() { python3 "$BENCH/results.py" "$RESULTS" "$@"; }
 fail_later() { log "FAILURE: $*"; failures+=("$*"); res note "FAILURE: $*"; }
 
 # ---------------------------------------------------------------- cleanup
+# stop_helper PID: stops a helper of ours in the background (none when PID is empty).
+stop_helper() {
+  [[ -n $1 ]] || return 0
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
-  for pid in "$lag_pid" "$floor_pid"; do
-    [[ -n $pid ]] || continue
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
+  stop_helper "$lag_pid"
+  stop_helper "$floor_pid"
   harness_cleanup
   if ((status == 130 || status == 143)) && [[ ${BENCH_KEEP:-} != 1 ]]; then
     log "interrupted"
@@ -141,11 +144,13 @@ res set record_size "$RECORD_SIZE"
 log "record value size: $RECORD_SIZE bytes"
 
 # oha_run NAME EVENTS_PER_REQUEST BODY PATH [oha options...]: one load phase, summarised into results.
+# PATH is under the service's /api/events, or a whole URL (the floor's).
 oha_run() {
-  local name=$1 per=$2 body=$3 path=$4
+  local name=$1 per=$2 body=$3 target=$4
   shift 4
+  [[ $target == http://* ]] || target=$URL/$target
   "$OHA" --no-tui --output-format json -o "$WORK/$name.json" -m POST -T application/json \
-    -D "$body" -t 30s "$@" "$URL/$path"
+    -D "$body" -t 30s "$@" "$target"
   check_service
   res oha "$name" "$WORK/$name.json" "$per"
 }
@@ -182,7 +187,8 @@ log "5b. concurrency 1 and 64, $RUNS runs of ${RUN_SECS}s each, and the floor at
 FLOOR_TOPIC=bench-floor-$$
 kafka/tool.sh org.apache.kafka.tools.TopicCommand --bootstrap-server "$BROKERS" --create \
   --topic "$FLOOR_TOPIC" --partitions 1 --replication-factor 1 >&2
-FLOOR_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# A free port picked as the broker's and the service's are (below the ephemeral range).
+FLOOR_PORT=$(. kafka/common.sh && . kafka/lib/ports.sh && pick_port && echo "${picked[-1]}")
 cpus=$(nproc)
 TOKIO_WORKER_THREADS=$((cpus > 1 ? cpus - 1 : 1)) "$FLOOR_BIN" --brokers "$BROKERS" \
   --topic "$FLOOR_TOPIC" --port "$FLOOR_PORT" >"$WORK/floor.log" 2>&1 &
@@ -198,13 +204,10 @@ res set runs "$RUNS"
 res set run_secs "$RUN_SECS"
 for ((i = 1; i <= RUNS; i++)); do
   oha_run "run${i}_c1" 1 "$WORK/single.json" movie -z "${RUN_SECS}s" -w -c 1
-  "$OHA" --no-tui --output-format json -o "$WORK/run${i}_floor.json" -m POST \
-    -T application/json -D "$WORK/single.json" -t 30s -z "${RUN_SECS}s" -w -c 1 "$FLOOR_URL"
-  res oha "run${i}_floor" "$WORK/run${i}_floor.json" 1
+  oha_run "run${i}_floor" 1 "$WORK/single.json" "$FLOOR_URL" -z "${RUN_SECS}s" -w -c 1
   oha_run "run${i}_c64" 1 "$WORK/single.json" movie -z "${RUN_SECS}s" -w -c 64
 done
-kill "$floor_pid" 2>/dev/null || true
-wait "$floor_pid" 2>/dev/null || true
+stop_helper "$floor_pid"
 floor_pid=''
 
 # ---------------------------------------------------------------- 6. open loop at half the max
